@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from contacts.models import Contact, MailingList
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        SENDING = "sending", _("Sending")
+        PAUSED = "paused", _("Paused")
+        SENT = "sent", _("Sent")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    name = models.CharField(_("name"), max_length=200)
+    subject = models.CharField(_("subject"), max_length=500)
+    from_name = models.CharField(_("from name"), max_length=200, blank=True)
+    from_email = models.EmailField(_("from address"))
+    reply_to = models.EmailField(_("reply-to"), blank=True)
+    html = models.TextField(_("HTML body"))
+    lists = models.ManyToManyField(MailingList, related_name="campaigns", verbose_name=_("lists"))
+    sender = models.CharField(_("sender"), max_length=100, default="default")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    recipients_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("campaign")
+        verbose_name_plural = _("campaigns")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignLink(models.Model):
+    """A tracked link: click URLs name (message, index) and the target is looked up here."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="links")
+    index = models.PositiveIntegerField()
+    url = models.URLField(max_length=2000)
+
+    class Meta:
+        ordering = ["campaign", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "index"], name="campaignlink_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class Message(models.Model):
+    """One recipient of one campaign; its status is the truth about whether it was sent."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        DEFERRED = "deferred", _("Deferred")
+        FAILED = "failed", _("Failed")
+        SKIPPED = "skipped", _("Skipped")
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="messages")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
+    email = models.EmailField(max_length=254)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    claim_token = models.CharField(max_length=32, blank=True, default="")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    enhanced_status = models.CharField(max_length=16, blank=True)
+    last_reply = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "contact"], name="message_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "status"]),
+            models.Index(fields=["claim_token"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} → {self.email}"

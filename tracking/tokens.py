@@ -1,0 +1,49 @@
+"""Signed tokens for the public tracking URLs.
+
+A token names a message (and for clicks a link index) and carries an HMAC made with
+SECRET_KEY, so URLs cannot be forged or altered; the salt differs per purpose so an open
+token is no good as an unsubscribe token.
+"""
+
+from __future__ import annotations
+
+from django.core import signing
+
+KINDS = frozenset({"open", "click", "unsubscribe", "webview", "bounce"})
+
+
+class BadToken(Exception):
+    pass
+
+
+def _b36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rem = divmod(number, 36)
+        out = digits[rem] + out
+        if not number:
+            return out
+
+
+def _signer(kind: str) -> signing.Signer:
+    if kind not in KINDS:
+        raise ValueError(kind)
+    return signing.Signer(salt=f"mailcenter.tracking.{kind}", sep=".")
+
+
+def make_token(kind: str, message_id: int, link_index: int | None = None) -> str:
+    value = _b36(message_id) if link_index is None else f"{_b36(message_id)}-{_b36(link_index)}"
+    return _signer(kind).sign(value)
+
+
+def read_token(kind: str, token: str) -> tuple[int, int | None]:
+    """Return (message id, link index or None); raise BadToken for anything not ours."""
+    try:
+        value = _signer(kind).unsign(token)
+        if "-" in value:
+            message_part, link_part = value.split("-", 1)
+            return int(message_part, 36), int(link_part, 36)
+        return int(value, 36), None
+    except (signing.BadSignature, ValueError):
+        raise BadToken(token) from None
