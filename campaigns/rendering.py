@@ -126,8 +126,26 @@ class _TextConverter(HTMLParser):
     """HTML to readable plain text: paragraphs, line breaks, list items, links as (url)."""
 
     _BLOCK = frozenset(
-        {"p", "div", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "blockquote",
-         "section", "article", "header", "footer", "hr"}
+        {
+            "p",
+            "div",
+            "tr",
+            "table",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "ul",
+            "ol",
+            "blockquote",
+            "section",
+            "article",
+            "header",
+            "footer",
+            "hr",
+        }
     )
     _SKIP = frozenset({"script", "style", "head", "title"})
 

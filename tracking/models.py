@@ -16,7 +16,9 @@ class Event(models.Model):
     campaign = models.ForeignKey(
         "campaigns.Campaign", on_delete=models.CASCADE, related_name="events"
     )
-    message = models.ForeignKey("campaigns.Message", on_delete=models.CASCADE, related_name="events")
+    message = models.ForeignKey(
+        "campaigns.Message", on_delete=models.CASCADE, related_name="events"
+    )
     link = models.ForeignKey(
         "campaigns.CampaignLink", null=True, blank=True, on_delete=models.CASCADE
     )

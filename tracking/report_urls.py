@@ -1,6 +1,10 @@
 from django.urls import path
-from django.views.generic import TemplateView
+
+from tracking import report_views
 
 app_name = "reports"
 
-urlpatterns = [path("", TemplateView.as_view(template_name="base.html"), name="index")]
+urlpatterns = [
+    path("", report_views.ReportIndexView.as_view(), name="index"),
+    path("<int:pk>/", report_views.CampaignReportView.as_view(), name="campaign"),
+]

@@ -7,9 +7,9 @@ trouble deferred, 5xx rejected with the enhanced status code when the server giv
 
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
-import socket
 import ssl
 from typing import Any
 
@@ -132,7 +132,7 @@ class SMTPBackend(BaseBackend):
             if exc.smtp_code == 421:
                 self.close()
             return classify(message.ref, exc.smtp_code, exc.smtp_error)
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             # Connection dropped mid-transaction: we cannot know whether the server kept
             # the message, so it is retried (the documented at-most-in-flight duplicate).
             self._drop()
@@ -145,7 +145,5 @@ class SMTPBackend(BaseBackend):
     def _drop(self) -> None:
         conn, self.connection = self.connection, None
         if conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 conn.close()
-            except OSError:
-                pass

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+
+from mailcenter.celery import app as celery_app
+from tests.factories import UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery(request):
+    """Run tasks inline in the default suite; integration tests use a real worker."""
+    if request.node.get_closest_marker("integration"):
+        yield
+        return
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory(username="marketer", email="marketer@example.com")
+
+
+@pytest.fixture
+def auth_client(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def smtp_sink():
+    """A real SMTP server on 127.0.0.1 that keeps every message it accepts."""
+    from tests.smtpsink import SMTPSink
+
+    sink = SMTPSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def smtp_sender(settings, smtp_sink):
+    """Make the default sender relay to ``smtp_sink``."""
+    settings.MAILCENTER_SENDERS = {"default": smtp_sink.sender_config()}
+    return smtp_sink
