@@ -25,7 +25,7 @@ def sent(django_capture_on_commit_callbacks):
 
 
 def test_open_pixel_records_an_event(client, sent):
-    campaign, (message, _other) = sent
+    _campaign, (message, _other) = sent
     response = client.get(f"/t/o/{tokens.make_token('open', message.pk)}/")
     assert response.status_code == 200
     assert response["Content-Type"] == "image/gif"
@@ -34,7 +34,7 @@ def test_open_pixel_records_an_event(client, sent):
 
 
 def test_click_redirects_to_the_stored_link_only(client, sent):
-    campaign, (message, _other) = sent
+    _campaign, (message, _other) = sent
     response = client.get(f"/t/c/{tokens.make_token('click', message.pk, 1)}/")
     assert response.status_code == 302
     assert response["Location"] == "https://example.com/blog?a=1&b=2"
