@@ -8,11 +8,14 @@ recipient's plain-data context and fills in the recipient's signed URLs.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import secrets
 import hmac
 import html
 import re
 from dataclasses import dataclass
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -203,6 +206,8 @@ class CompiledCampaign:
     text: Any | None
     links: list[str]
     from_header: str
+    from_header_encoded: str
+    boundary: str
     from_email: str
     reply_to: str
     domain: str
@@ -244,6 +249,11 @@ def compile_campaign(campaign: Any, *, track: bool = True) -> CompiledCampaign:
         text=text_template,
         links=links,
         from_header=formataddr((campaign.from_name, campaign.from_email)),
+        from_header_encoded=formataddr(
+            (_one_line(campaign.from_name), campaign.from_email), charset="utf-8"
+        ),
+        # "=_" can never occur in quoted-printable text, so the boundary cannot collide.
+        boundary=f"=_mc_{secrets.token_hex(12)}",
         from_email=campaign.from_email,
         reply_to=campaign.reply_to,
         domain=domain,
@@ -362,6 +372,25 @@ def _one_line(value: str) -> str:
     return " ".join(value.replace("\r", " ").replace("\n", " ").split())
 
 
+def _encode_header(value: str) -> str:
+    """RFC 2047-encode a header value only when it is not plain ASCII."""
+    value = _one_line(value)
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", maxlinelen=76).encode(linesep="\r\n")
+
+
+def _qp(body: str) -> bytes:
+    # binascii's quoted-printable encoder is C: the stdlib email package's own encoder is
+    # pure Python and was 90% of the cost of building a message.
+    data = body.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    return binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+
+
+def _fold_list(value: str) -> str:
+    return value.replace(", ", ",\r\n ")
+
+
 def build_mime(
     compiled: CompiledCampaign,
     rendered: RenderedMessage,
@@ -369,7 +398,52 @@ def build_mime(
     *,
     message_id_value: str,
 ) -> bytes:
-    """Assemble the multipart/alternative message and return its wire bytes."""
+    """Assemble the multipart/alternative message and return its wire bytes.
+
+    The structure (boundary, part headers, From/Reply-To) is fixed per campaign; per
+    recipient only the headers that name them and the two encoded bodies are produced.
+    Addresses that are not ASCII go through the stdlib email package instead.
+    """
+    if not recipient.isascii():
+        return _build_mime_stdlib(compiled, rendered, recipient, message_id_value)
+    lines = [
+        f"From: {compiled.from_header_encoded}",
+        f"To: {_one_line(recipient)}",
+        f"Subject: {_encode_header(rendered.subject)}",
+    ]
+    if compiled.reply_to:
+        lines.append(f"Reply-To: {_one_line(compiled.reply_to)}")
+    lines.append(f"Date: {format_datetime(timezone.now())}")
+    lines.append(f"Message-ID: {_one_line(message_id_value)}")
+    for name, value in rendered.headers.items():
+        encoded = _encode_header(value)
+        if name == HEADER_LIST_UNSUBSCRIBE:
+            encoded = _fold_list(encoded)
+        lines.append(f"{name}: {encoded}")
+    boundary = compiled.boundary
+    lines.append("MIME-Version: 1.0")
+    lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+    part = (
+        '--{b}\r\nContent-Type: text/{kind}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    )
+    return b"".join(
+        [
+            head,
+            part.format(b=boundary, kind="plain").encode("ascii"),
+            _qp(rendered.text),
+            b"\r\n",
+            part.format(b=boundary, kind="html").encode("ascii"),
+            _qp(rendered.html),
+            f"\r\n--{boundary}--\r\n".encode("ascii"),
+        ]
+    )
+
+
+def _build_mime_stdlib(
+    compiled: CompiledCampaign, rendered: RenderedMessage, recipient: str, message_id_value: str
+) -> bytes:
     msg = EmailMessage(policy=SMTP)
     msg["From"] = compiled.from_header
     msg["To"] = Address(addr_spec=recipient)

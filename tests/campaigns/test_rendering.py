@@ -152,3 +152,30 @@ def test_html_to_text():
     assert "Title" in text and "One\ntwo" in text and "- a" in text
     assert "link (https://x.example/)" in text
     assert "p{}" not in text
+
+
+def test_mime_round_trips_unicode_and_long_lines():
+    campaign = _campaign(
+        subject="Привет, {{ contact.first_name }} — ünïcode",
+        from_name="Команда «Новости»",
+        html="<p>" + "Длинная строка без переносов " * 40 + "= sign & {{ contact.first_name }}</p>",
+    )
+    compiled = rendering.compile_campaign(campaign)
+    out = rendering.render_message(compiled, rendering.contact_context("a@example.org", "Аня"), 3)
+    raw = rendering.build_mime(compiled, out, "a@example.org", message_id_value="<3@x>")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert msg["Subject"] == "Привет, Аня — ünïcode"
+    assert msg["From"].addresses[0].display_name == "Команда «Новости»"
+    html = msg.get_body(preferencelist=("html",)).get_content()
+    assert "= sign & Аня" in html
+    assert msg.get_body(preferencelist=("plain",)).get_content().startswith("Длинная строка")
+
+
+def test_non_ascii_recipient_uses_the_stdlib_builder():
+    compiled = rendering.compile_campaign(_campaign())
+    out = rendering.render_message(compiled, rendering.contact_context("a@bücher.example"), 3)
+    raw = rendering.build_mime(compiled, out, "a@bücher.example", message_id_value="<3@x>")
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert msg.get_content_type() == "multipart/alternative"
