@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import secrets
 import hmac
 import html
 import re
+import secrets
 from dataclasses import dataclass
 from email.header import Header
 from email.headerregistry import Address
