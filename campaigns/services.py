@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 RETRY_BASE_SECONDS = 300
 RETRY_MAX_SECONDS = 4 * 3600
 MAX_ATTEMPTS = 8
+# A sending campaign none of whose messages was claimed for this long has lost its task
+# chains (broker restart, killed worker) and is restarted by the periodic tick.
+TICK_IDLE_SECONDS = 60
 
 
 class CampaignError(Exception):
@@ -332,6 +335,11 @@ def campaigns_tick(now: datetime | None = None) -> int:
     for campaign_id in Campaign.objects.filter(status=Campaign.Status.SENDING).values_list(
         "id", flat=True
     ):
+        busy = Message.objects.filter(
+            campaign_id=campaign_id, claimed_at__gte=now - timedelta(seconds=TICK_IDLE_SECONDS)
+        ).exists()
+        if busy:
+            continue  # its task chains are alive; more of them would only crowd the queue
         if Message.objects.filter(due, campaign_id=campaign_id).exists():
             with transaction.atomic():
                 _enqueue_batches(campaign_id, settings.MAILCENTER_SEND_CONCURRENCY)

@@ -187,3 +187,29 @@ def test_smtp_replies_map_to_statuses(django_capture_on_commit_callbacks, smtp_s
     assert [r.rcpt_tos for r in smtp_sender.received] == [[emails[2]]]
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.SENDING  # waits for the deferred retry
+
+
+def test_tick_restarts_a_campaign_whose_tasks_were_lost(django_capture_on_commit_callbacks):
+    # campaign_start's tasks are never run here: as if the broker lost them
+    campaign = _start(_campaign_with(3), django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.campaigns_tick() == 1
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENT
+    assert OutboxMessage.objects.count() == 3
+
+
+def test_tick_leaves_a_busy_campaign_alone_and_releases_dead_claims(
+    django_capture_on_commit_callbacks,
+):
+    campaign = _start(_campaign_with(3), django_capture_on_commit_callbacks)
+    services.messages_claim(campaign.pk, 1)  # a live worker holds one message
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert services.campaigns_tick() == 0
+    assert callbacks == []
+    # ten minutes later that worker is presumed dead: its claim is released and resent
+    later = timezone.now() + timedelta(minutes=11)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.campaigns_tick(now=later) == 1
+    assert Message.objects.filter(campaign=campaign, status="sent").count() == 3
+    assert OutboxMessage.objects.count() == 3
