@@ -10,6 +10,7 @@ from django.utils import timezone
 
 # The REST API authenticates with tokens and answers 401/403 itself, in JSON.
 _API_PREFIX = "/api/"
+SESSION_KEY = "mailcenter_time_zone"
 
 
 class LoginRequiredMiddleware(_DjangoLoginRequired):
@@ -32,7 +33,16 @@ class UserTimezoneMiddleware:
             self.zone = zoneinfo.ZoneInfo("UTC")
 
     def __call__(self, request):
-        name = request.session.get("timezone") if hasattr(request, "session") else None
+        name = None
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            # Cached in the session so the preference costs no query per request.
+            if SESSION_KEY not in request.session:
+                from mailcenter.models import UserSettings
+
+                prefs = UserSettings.objects.filter(user=user).first()
+                request.session[SESSION_KEY] = prefs.time_zone if prefs else ""
+            name = request.session.get(SESSION_KEY)
         zone = self.zone
         if name:
             try:

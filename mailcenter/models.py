@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -22,3 +23,15 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recipient}: {self.subject}"
+
+
+class UserSettings(models.Model):
+    """Per-user preferences; times are stored in UTC and shown in ``time_zone``."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mailcenter_settings"
+    )
+    time_zone = models.CharField(_("time zone"), max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"settings of {self.user_id}"

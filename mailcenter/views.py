@@ -1,18 +1,23 @@
 from __future__ import annotations
 
+import zoneinfo
 from email import message_from_bytes, policy
 
 from django.conf import settings
+from django.contrib import messages
 from django.db.models import Count, Q
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.generic import DetailView, ListView, TemplateView
 
 from campaigns.models import Campaign
 from contacts.models import Contact, MailingList
 from mailcenter.api import json_not_found, json_server_error
-from mailcenter.models import OutboxMessage
+from mailcenter.middleware import SESSION_KEY
+from mailcenter.models import OutboxMessage, UserSettings
 
 # Campaign HTML shown inside the app runs in an opaque origin with no script.
 SANDBOX_CSP = "sandbox allow-popups allow-popups-to-escape-sandbox; script-src 'none'"
@@ -34,6 +39,16 @@ class DashboardView(TemplateView):
 class SettingsView(TemplateView):
     template_name = "mailcenter/settings.html"
 
+    def post(self, request, *args, **kwargs):
+        name = request.POST.get("time_zone", "").strip()
+        if name and name not in zoneinfo.available_timezones():
+            messages.error(request, _("“%(zone)s” is not a time zone we know.") % {"zone": name})
+            return redirect("settings:index")
+        UserSettings.objects.update_or_create(user=request.user, defaults={"time_zone": name})
+        request.session[SESSION_KEY] = name
+        messages.success(request, _("Times are now shown in %(zone)s.") % {"zone": name or "UTC"})
+        return redirect("settings:index")
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["senders"] = [
@@ -42,6 +57,8 @@ class SettingsView(TemplateView):
         ]
         context["base_url"] = settings.BASE_URL
         context["bounce_domain"] = settings.MAILCENTER_BOUNCE_DOMAIN
+        context["time_zones"] = sorted(zoneinfo.available_timezones())
+        context["current_time_zone"] = timezone.get_current_timezone_name()
         return context
 
 
