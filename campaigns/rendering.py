@@ -92,7 +92,10 @@ def compile_template(source: str, *, text: bool = False) -> Any:
         debug = getattr(exc, "template_debug", None)
         if debug:
             line = debug.get("line")
-        raise TemplateError(str(exc.args[0]) if exc.args else str(exc), line) from None
+        message = str(exc.args[0]) if exc.args else str(exc)
+        # Django's hint suggests {% load %}, which campaigns may not use.
+        message = message.replace(" Did you forget to register or load this tag?", "")
+        raise TemplateError(message, line) from None
 
 
 def extract_links(source: str) -> tuple[str, list[str]]:

@@ -185,7 +185,12 @@ def messages_release_stale(now: datetime | None = None) -> int:
     """Put claims older than the claim timeout back in the queue (their worker died)."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.MAILCENTER_CLAIM_TIMEOUT)
-    return Message.objects.filter(status=Message.Status.SENDING, claimed_at__lt=cutoff).update(
+    stale = Message.objects.filter(status=Message.Status.SENDING, claimed_at__lt=cutoff)
+    # A cancelled campaign's dead claims are closed, not queued again for nobody to send.
+    stale.filter(campaign__status=Campaign.Status.CANCELLED).update(
+        status=Message.Status.SKIPPED, claim_token="", last_reply="campaign cancelled"
+    )
+    return stale.exclude(campaign__status=Campaign.Status.CANCELLED).update(
         status=Message.Status.QUEUED, claim_token=""
     )
 

@@ -213,3 +213,11 @@ def test_tick_leaves_a_busy_campaign_alone_and_releases_dead_claims(
         assert services.campaigns_tick(now=later) == 1
     assert Message.objects.filter(campaign=campaign, status="sent").count() == 3
     assert OutboxMessage.objects.count() == 3
+
+
+def test_dead_claims_of_a_cancelled_campaign_are_closed(django_capture_on_commit_callbacks):
+    campaign = _start(_campaign_with(2), django_capture_on_commit_callbacks)
+    services.messages_claim(campaign.pk, 1)
+    services.campaign_cancel(campaign.pk)
+    services.messages_release_stale(timezone.now() + timedelta(hours=1))
+    assert set(Message.objects.values_list("status", flat=True)) == {"skipped"}

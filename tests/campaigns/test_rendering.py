@@ -179,3 +179,10 @@ def test_non_ascii_recipient_uses_the_stdlib_builder():
     raw = rendering.build_mime(compiled, out, "a@bücher.example", message_id_value="<3@x>")
     msg = message_from_bytes(raw, policy=policy.default)
     assert msg.get_content_type() == "multipart/alternative"
+
+
+def test_unknown_tag_message_does_not_suggest_load():
+    with pytest.raises(rendering.TemplateError) as info:
+        rendering.validate_content("S", "{% frobnicate %}")
+    assert "load" not in str(info.value)
+    assert "frobnicate" in str(info.value)
