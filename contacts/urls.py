@@ -1,11 +1,26 @@
 from django.urls import path
-from django.views.generic import TemplateView
+
+from contacts import views
 
 app_name = "contacts"
 
-# Placeholder routes; replaced by the contacts views.
-_todo = TemplateView.as_view(template_name="base.html")
 urlpatterns = [
-    path("", _todo, name="list"),
-    path("lists/", _todo, name="lists"),
+    path("", views.ContactListView.as_view(), name="list"),
+    path("<int:pk>/", views.ContactDetailView.as_view(), name="detail"),
+    path("lists/", views.MailingListListView.as_view(), name="lists"),
+    path("lists/new/", views.MailingListCreateView.as_view(), name="list-create"),
+    path("lists/<int:pk>/", views.MailingListDetailView.as_view(), name="list-detail"),
+    path("lists/<int:pk>/delete/", views.MailingListDeleteView.as_view(), name="list-delete"),
+    path("import/", views.ContactImportCreateView.as_view(), name="import"),
+    path("imports/<int:pk>/", views.ContactImportDetailView.as_view(), name="import-detail"),
+    path(
+        "imports/<int:pk>/progress/",
+        views.ContactImportProgressView.as_view(),
+        name="import-progress",
+    ),
+    path(
+        "imports/<int:pk>/refused.csv",
+        views.ContactImportRefusedCsvView.as_view(),
+        name="import-refused-csv",
+    ),
 ]

@@ -16,10 +16,27 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     data = response.data
     if isinstance(data, dict) and "detail" not in data:
-        response.data = {"detail": "Invalid input.", "errors": data}
+        response.data = {"detail": _first_message(data), "errors": data}
     elif isinstance(data, list):
         response.data = {"detail": " ".join(str(item) for item in data), "errors": data}
     return response
+
+
+def _first_message(errors: Any) -> str:
+    """The first field error, named, so a client can show one line that says what is wrong."""
+    if isinstance(errors, dict):
+        for field, value in errors.items():
+            message = _first_message(value)
+            if message:
+                return message if field == "non_field_errors" else f"{field}: {message}"
+    elif isinstance(errors, list):
+        for value in errors:
+            message = _first_message(value)
+            if message:
+                return message
+    elif errors:
+        return str(errors)
+    return "Invalid input."
 
 
 def json_not_found(request, exception=None) -> JsonResponse:

@@ -232,6 +232,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Lists, contacts, imports and campaigns.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {"ContactImportStatusEnum": "contacts.models.ContactImport.Status"},
 }
 
 LOGGING = {

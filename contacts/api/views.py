@@ -1,15 +1,153 @@
-from rest_framework import viewsets
+"""REST endpoints for lists, contacts and imports: validate, call a service, serialise."""
 
-from contacts.models import ContactImport, MailingList, Contact
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Prefetch
+from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from contacts import selectors, services
+from contacts.api.serializers import (
+    ContactImportCreateSerializer,
+    ContactImportDetailSerializer,
+    ContactImportSerializer,
+    ContactSerializer,
+    MailingListSerializer,
+    drf_validation_error,
+)
+from contacts.models import Contact, MailingList, Subscription
 
 
-class MailingListViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = MailingList.objects.all()
+class MailingListViewSet(viewsets.ModelViewSet):
+    """Lists. Deleting one removes its subscriptions and imports; the contacts stay."""
+
+    serializer_class = MailingListSerializer
+    queryset = MailingList.objects.order_by("id")
+
+    def perform_create(self, serializer):
+        try:
+            serializer.instance = services.mailing_list_create(**serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+
+    def perform_update(self, serializer):
+        try:
+            serializer.instance = services.mailing_list_update(
+                serializer.instance, **serializer.validated_data
+            )
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+
+    def perform_destroy(self, instance):
+        services.mailing_list_delete(instance)
 
 
-class ContactViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = Contact.objects.all()
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("email", OpenApiTypes.STR, description="Exact address, case ignored."),
+            OpenApiParameter(
+                "list", OpenApiTypes.INT, description="Only contacts in this list (its id)."
+            ),
+            OpenApiParameter("status", OpenApiTypes.STR, enum=Contact.Status.values),
+            OpenApiParameter("q", OpenApiTypes.STR, description="Search address and names."),
+        ]
+    )
+)
+class ContactViewSet(viewsets.ModelViewSet):
+    """Contacts. ``lists`` holds the ids of the lists a contact is subscribed to; setting it
+    subscribes and unsubscribes, but never re-subscribes someone who left a list."""
+
+    serializer_class = ContactSerializer
+
+    def get_queryset(self):
+        params = self.request.query_params
+        mailing_list = params.get("list")
+        if mailing_list is not None and not mailing_list.isdigit():
+            raise serializers.ValidationError({"list": _("Give a list id (a number).")})
+        status_param = params.get("status") or None
+        if status_param is not None and status_param not in Contact.Status.values:
+            raise serializers.ValidationError(
+                {
+                    "status": _("Status must be one of: %(values)s.")
+                    % {"values": ", ".join(Contact.Status.values)}
+                }
+            )
+        contacts = selectors.contact_list(
+            query=params.get("q", ""),
+            mailing_list=int(mailing_list) if mailing_list is not None else None,
+            status=status_param,
+            email=params.get("email"),
+        )
+        return contacts.prefetch_related(
+            Prefetch(
+                "subscriptions",
+                queryset=Subscription.objects.filter(status=Subscription.Status.SUBSCRIBED),
+                to_attr="active_subscriptions",
+            )
+        )
+
+    def perform_create(self, serializer):
+        try:
+            serializer.instance = services.contact_create(**serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+
+    def perform_update(self, serializer):
+        try:
+            serializer.instance = services.contact_update(
+                serializer.instance, **serializer.validated_data
+            )
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+        # The prefetched subscriptions predate the update.
+        serializer.instance.__dict__.pop("active_subscriptions", None)
+
+    def perform_destroy(self, instance):
+        services.contact_delete(instance)
 
 
-class ContactImportViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = ContactImport.objects.all()
+class ContactImportViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """CSV imports. Create one by uploading a file; it runs in the background, so poll the
+    import until ``status`` is ``done`` or ``failed``."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        if self.action == "retrieve":
+            return selectors.contact_import_list().defer(None)
+        return selectors.contact_import_list()
+
+    def get_serializer_class(self):
+        if self.action == "list":
+            return ContactImportSerializer
+        if self.action == "create":
+            return ContactImportCreateSerializer
+        return ContactImportDetailSerializer
+
+    @extend_schema(
+        request={"multipart/form-data": ContactImportCreateSerializer},
+        responses={201: ContactImportDetailSerializer},
+    )
+    def create(self, request, *args, **kwargs):
+        serializer = ContactImportCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            contact_import = services.contact_import_create(
+                serializer.validated_data["list"], serializer.validated_data["file"], request.user
+            )
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+        return Response(
+            ContactImportDetailSerializer(contact_import).data, status=status.HTTP_201_CREATED
+        )

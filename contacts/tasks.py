@@ -1,0 +1,12 @@
+"""Celery entry points for contacts: ids in, the work is in services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task
+def contact_import_run_task(import_id: int) -> None:
+    from contacts.services import contact_import_run
+
+    contact_import_run(import_id)
