@@ -17,7 +17,7 @@ from tests.factories import CampaignFactory
 CSV = (
     "\ufeffEmail;First Name;Last Name;City\r\n"
     "ann@example.org;Ann;Lee;Porto\r\n"
-    "BOB@Example.ORG;Bob;;\"Rio; de Janeiro\"\r\n"
+    'BOB@Example.ORG;Bob;;"Rio; de Janeiro"\r\n'
     "carl@example.org;;Smith;Oslo\r\n"
     "not-an-address;Bad;Row;Nowhere\r\n"
     "ann@EXAMPLE.org;Ann;Lee;Porto\r\n"
