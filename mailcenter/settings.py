@@ -209,6 +209,7 @@ MAILCENTER_BOUNCE_DOMAIN = os.environ.get("MAILCENTER_BOUNCE_DOMAIN", _base.host
 MAILCENTER_BATCH_SIZE = int(os.environ.get("MAILCENTER_BATCH_SIZE", "200"))
 MAILCENTER_SEND_CONCURRENCY = int(os.environ.get("MAILCENTER_SEND_CONCURRENCY", "4"))
 MAILCENTER_CLAIM_TIMEOUT = int(os.environ.get("MAILCENTER_CLAIM_TIMEOUT", "600"))
+MAILCENTER_IMPORT_MAX_BYTES = int(os.environ.get("MAILCENTER_IMPORT_MAX_BYTES", str(50 * 2**20)))
 
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", f"mailcenter@{MAILCENTER_BOUNCE_DOMAIN}")
 # Django's own mail (password reset) goes through the default named sender, so nothing
