@@ -1,0 +1,594 @@
+"""How fast does a campaign go out, against how fast plain smtplib could push the same bytes?
+
+    python bench/send_throughput.py [--recipients N] [--connections K] [--time-limit S]
+
+Builds a fresh database (a temporary SQLite file, or a throwaway PostgreSQL database
+``mailcenter_bench`` when DATABASE_URL points at PostgreSQL), N contacts in one list and a
+~30 KB personalised HTML campaign with tracked links, then runs the real pipeline in
+this process: ``campaign_start`` and ``campaign_send_batch`` in a loop from K workers (K
+processes when K > 1, like Celery's prefork pool), through the ``smtp`` backend to a
+sink on loopback that throws mail away. No Celery worker is involved.
+
+The ceiling is plain smtplib sending one pre-built message of the same size over the same
+number of persistent connections to the same sink. Also printed: the per-message cost of
+each stage (render, MIME, sign, send), measured on a sample, and the peak RSS.
+
+The last line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+SMTP_SINK = Path("/usr/sbin/smtp-sink")
+BENCH_DB = "mailcenter_bench"
+SENDER_ALIAS = "bench"
+SAMPLE_SIZE = 500
+CEILING_MAX = 5000
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipients", type=int, default=10_000, help="default 10000")
+    parser.add_argument("--connections", type=int, default=1, help="parallel senders, default 1")
+    parser.add_argument(
+        "--time-limit", type=float, default=600, help="seconds before it stops and reports"
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the setting")
+    args = parser.parse_args()
+    if args.recipients < 1 or args.connections < 1:
+        parser.error("--recipients and --connections must be at least 1")
+    return args
+
+
+# --- database ------------------------------------------------------------------------------
+
+
+def _postgres_admin_dsn(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/postgres", query=""))
+
+
+def prepare_database(tmpdir: Path) -> tuple[str, str | None]:
+    """Point DATABASE_URL at a fresh database; return (kind, admin dsn to drop it with)."""
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://", "pgsql://")):
+        import psycopg
+
+        admin = _postgres_admin_dsn(url.replace("pgsql://", "postgres://", 1))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {BENCH_DB}")
+        os.environ["DATABASE_URL"] = urlunsplit(urlsplit(url)._replace(path=f"/{BENCH_DB}"))
+        return "postgresql", admin
+    os.environ["DATABASE_URL"] = f"sqlite:///{tmpdir / 'bench.sqlite3'}"
+    return "sqlite", None
+
+
+def drop_database(admin: str | None) -> None:
+    if admin is None:
+        return
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+
+
+# --- the sink ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"the SMTP sink did not come up on 127.0.0.1:{port}")
+
+
+@dataclass
+class Sink:
+    kind: str
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    counter_file: Path | None = None
+    controller: object | None = None
+    handler: object | None = None
+    extra: dict = field(default_factory=dict)
+
+    def received(self) -> int | None:
+        """Messages the sink has taken so far, by its own count."""
+        if self.handler is not None:
+            return self.handler.count  # type: ignore[attr-defined]
+        if self.counter_file is None:
+            return None
+        # smtp-sink -c rewrites one status line with \r: "sess=N quit=N mesg=N".
+        tail = self.counter_file.read_bytes()[-200:].decode("ascii", "replace")
+        for chunk in reversed(tail.replace("\n", "\r").split("\r")):
+            for item in chunk.split():
+                if item.startswith("mesg="):
+                    return int(item[5:])
+        return 0
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.controller is not None:
+            self.controller.stop()  # type: ignore[attr-defined]
+
+
+def start_sink(tmpdir: Path) -> Sink:
+    port = free_port()
+    if SMTP_SINK.exists():
+        counter_file = tmpdir / "smtp-sink.counters"
+        argv = [str(SMTP_SINK), "-c"]
+        if os.geteuid() == 0:
+            argv += ["-u", "postfix"]  # it refuses to run as root
+        # No -d/-D: mail is read and thrown away, never written to disk.
+        argv += [f"127.0.0.1:{port}", "1000"]
+        with counter_file.open("wb") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        sink = Sink("smtp-sink", port, proc=proc, counter_file=counter_file)
+        try:
+            wait_for_port(port)
+        except RuntimeError:
+            sink.stop()
+            raise
+        return sink
+
+    from aiosmtpd.controller import Controller
+
+    class CountingHandler:
+        count = 0
+
+        async def handle_DATA(self, server, session, envelope):
+            self.count += 1
+            return "250 OK"
+
+    handler = CountingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    print(
+        "WARNING: /usr/sbin/smtp-sink not found (Debian package postfix); using an in-process "
+        "aiosmtpd sink, which tops out around 350-600 msg/s and shares this process's CPU, "
+        "so both figures below are capped by the sink, not by Mailcenter."
+    )
+    return Sink("aiosmtpd", port, controller=controller, handler=handler)
+
+
+# --- fixtures: contacts and a realistic campaign -------------------------------------------
+
+CITIES = ["Lisbon", "Berlin", "Kraków", "Montréal", "São Paulo", "Osaka", "Nairobi", "Tbilisi"]
+DOMAINS = ["example.com", "example.org", "example.net", "mail.example", "inbox.example"]
+LINKS = [
+    "https://shop.example.com/autumn-sale?utm_source=newsletter&utm_campaign=bench",
+    "https://shop.example.com/products/rain-jacket",
+    "https://shop.example.com/products/trail-shoes",
+    "https://blog.example.com/2026/11/how-we-source-wool",
+    "https://shop.example.com/stores",
+    "https://www.example.com/help/shipping",
+]
+PARAGRAPH = (
+    "Our autumn collection is built for the weather you actually get: layers that pack "
+    "small, fabrics that dry fast and seams that hold up season after season. Every piece is "
+    "tested on the trails around our workshop before it reaches the shop, and we publish the "
+    "repair guide for each one so it lasts as long as you want it to. "
+)
+
+
+def campaign_html(target_bytes: int = 30_000) -> str:
+    head = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Autumn at Example Outfitters</title>
+<style>body{margin:0;background:#f4f4f4;font-family:Helvetica,Arial,sans-serif}
+.wrap{max-width:640px;margin:0 auto;background:#fff}.btn{background:#1a73e8;color:#fff;
+padding:12px 20px;border-radius:4px;text-decoration:none}</style></head>
+<body><table class="wrap" role="presentation" width="100%" cellpadding="0" cellspacing="0">
+<tr><td style="padding:24px"><p style="font-size:12px;color:#666">
+<a href="{{ webview_url }}">View this email in your browser</a></p>
+<h1 style="font-size:24px">Hello {{ contact.first_name|default:"friend" }},</h1>
+<p>Here is what is new this month{% if contact.attributes.city %} for our friends in
+{{ contact.attributes.city }}{% endif %}.</p>
+{% if contact.attributes.plan == "member" %}<p><strong>Members get 20% off with code
+MEMBER20 until Sunday.</strong></p>{% else %}<p>Join the club and get 20% off your next
+order.</p>{% endif %}
+"""
+    tail = """<p style="font-size:12px;color:#666">You receive this because {{ contact.email }}
+subscribed to Example Outfitters news. <a href="{{ unsubscribe_url }}">Unsubscribe</a>.</p>
+</td></tr></table></body></html>"""
+    sections: list[str] = []
+    body = head
+    index = 0
+    while len(body.encode()) + len(tail) < target_bytes:
+        link = LINKS[index % len(LINKS)] if index < len(LINKS) else None
+        section = (
+            f'<h2 style="font-size:18px">Story {index + 1}</h2>'
+            f'<p style="line-height:1.5">{PARAGRAPH * 3}</p>'
+        )
+        if link:
+            section += f'<p><a class="btn" href="{link}">Read more</a></p>'
+        sections.append(section)
+        body = head + "\n".join(sections)
+        index += 1
+    return body + "\n" + tail
+
+
+def create_fixtures(recipients: int, sink_port: int) -> int:
+    from django.conf import settings
+
+    from campaigns.models import Campaign
+    from contacts.models import Contact, MailingList, Subscription
+
+    mailing_list = MailingList.objects.create(name="Benchmark subscribers")
+    Contact.objects.bulk_create(
+        (
+            Contact(
+                email=f"reader{i}@{DOMAINS[i % len(DOMAINS)]}",
+                first_name=f"Reader{i}",
+                last_name="Example",
+                attributes={
+                    "city": CITIES[i % len(CITIES)],
+                    "plan": "member" if i % 3 == 0 else "free",
+                },
+            )
+            for i in range(recipients)
+        ),
+        batch_size=2000,
+    )
+    Subscription.objects.bulk_create(
+        (
+            Subscription(contact_id=contact_id, mailing_list=mailing_list)
+            for contact_id in Contact.objects.values_list("id", flat=True).iterator()
+        ),
+        batch_size=2000,
+    )
+    settings.MAILCENTER_SENDERS = {
+        **settings.MAILCENTER_SENDERS,
+        SENDER_ALIAS: {
+            "BACKEND": "smtp",
+            "OPTIONS": {"host": "127.0.0.1", "port": sink_port, "security": "none", "timeout": 30},
+        },
+    }
+    campaign = Campaign.objects.create(
+        name="Benchmark: autumn newsletter",
+        subject="{{ contact.first_name|default:'Friend' }}, the autumn collection is here",
+        from_name="Example Outfitters",
+        from_email="news@outfitters.example",
+        reply_to="hello@outfitters.example",
+        html=campaign_html(),
+        sender=SENDER_ALIAS,
+    )
+    campaign.lists.set([mailing_list])
+    return campaign.pk
+
+
+# --- the measured parts --------------------------------------------------------------------
+
+
+def _send_worker(campaign_id: int, batch_size: int | None, deadline: float) -> int:
+    """Call the send service until it reports no more work or time is up; return batches."""
+    from django.db import connections
+
+    from campaigns.services import campaign_send_batch
+
+    batches = 0
+    try:
+        while time.monotonic() < deadline:
+            if not campaign_send_batch(campaign_id, batch_size):
+                break
+            batches += 1
+    finally:
+        connections.close_all()
+    return batches
+
+
+def _send_worker_process(campaign_id: int, batch_size: int | None, deadline: float) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _send_worker(campaign_id, batch_size, deadline)
+
+
+def run_send(campaign_id: int, connections_n: int, batch_size: int | None, deadline: float) -> None:
+    if connections_n == 1:
+        _send_worker(campaign_id, batch_size, deadline)
+        return
+    from django.db import connections
+
+    # Forked children must open their own database connections.
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    procs = [
+        context.Process(target=_send_worker_process, args=(campaign_id, batch_size, deadline))
+        for _ in range(connections_n)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=max(deadline - time.monotonic(), 0) + 60)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join()
+
+
+def _smtplib_push(port: int, raw: bytes, count: int, deadline: float) -> int:
+    sent = 0
+    conn = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    try:
+        conn.ehlo()
+        for i in range(count):
+            if time.monotonic() > deadline:
+                break
+            conn.sendmail("bounces@outfitters.example", [f"reader{i}@example.com"], raw)
+            sent += 1
+    finally:
+        conn.quit()
+    return sent
+
+
+def _smtplib_push_process(port: int, raw: bytes, count: int, deadline: float, out) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out.put(_smtplib_push(port, raw, count, deadline))
+
+
+def run_ceiling(port: int, raw: bytes, total: int, connections_n: int, deadline: float) -> tuple:
+    shares = [total // connections_n + (1 if i < total % connections_n else 0)
+              for i in range(connections_n)]  # fmt: skip
+    started = time.perf_counter()
+    if connections_n == 1:
+        sent = _smtplib_push(port, raw, total, deadline)
+    else:
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        procs = [
+            context.Process(target=_smtplib_push_process, args=(port, raw, n, deadline, queue))
+            for n in shares
+        ]
+        for proc in procs:
+            proc.start()
+        sent = sum(queue.get(timeout=max(deadline - time.monotonic(), 0) + 60) for _ in procs)
+        for proc in procs:
+            proc.join()
+    return sent, time.perf_counter() - started
+
+
+def _render_and_build(compiled, message) -> tuple[float, float, bytes]:
+    """Render one recipient's message and build its MIME bytes, as the send loop does;
+    return the seconds each step took and the bytes."""
+    from campaigns import rendering
+
+    contact = message.contact
+    t0 = time.perf_counter()
+    rendered = rendering.render_message(
+        compiled,
+        rendering.contact_context(
+            message.email, contact.first_name, contact.last_name, contact.attributes
+        ),
+        message.pk,
+    )
+    t1 = time.perf_counter()
+    raw = rendering.build_mime(
+        compiled,
+        rendered,
+        message.email,
+        message_id_value=rendering.message_id_header(
+            compiled.campaign_id, message.pk, compiled.domain
+        ),
+    )
+    return t1 - t0, time.perf_counter() - t1, raw
+
+
+def stage_costs(campaign_id: int) -> dict[str, float]:
+    """Seconds per message for render and MIME, over a sample of real recipients."""
+    from campaigns import rendering
+    from campaigns.models import Campaign, Message
+
+    campaign = Campaign.objects.get(pk=campaign_id)
+    started = time.perf_counter()
+    compiled = rendering.compile_campaign(campaign)
+    compile_s = time.perf_counter() - started
+    sample = list(
+        Message.objects.filter(campaign_id=campaign_id).select_related("contact")[:SAMPLE_SIZE]
+    )
+    render_s = mime_s = 0.0
+    for message in sample:
+        render_one, mime_one, _raw = _render_and_build(compiled, message)
+        render_s += render_one
+        mime_s += mime_one
+    n = max(len(sample), 1)
+    return {"compile": compile_s, "render": render_s / n, "mime": mime_s / n, "sample": len(sample)}
+
+
+def sample_raw(campaign_id: int) -> bytes:
+    """The wire bytes of one real message of the campaign, for the ceiling."""
+    from campaigns import rendering
+    from campaigns.models import Campaign, Message
+
+    compiled = rendering.compile_campaign(Campaign.objects.get(pk=campaign_id))
+    message = Message.objects.select_related("contact").filter(campaign_id=campaign_id).first()
+    return _render_and_build(compiled, message)[2]
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)  # Linux reports KiB
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:9.0f} µs"
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    args = parse_args()
+    started_all = time.monotonic()
+    deadline = started_all + args.time_limit
+    tmpdir = Path(tempfile.mkdtemp(prefix="mailcenter-bench-"))
+    # Settings are read at import: everything goes to the environment before django.setup().
+    os.environ["MAILCENTER_VAR_DIR"] = str(tmpdir)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.pop("MAILCENTER_MODE", None)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailcenter.settings")
+    db_kind, admin_dsn = prepare_database(tmpdir)
+    sys.path.insert(0, str(ROOT))
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db.models import Count
+
+    from campaigns import services
+    from campaigns.models import Campaign, Message
+
+    # campaign_start enqueues Celery tasks on commit; this benchmark drives the send loop
+    # itself, so it asks for none.
+    settings.MAILCENTER_SEND_CONCURRENCY = 0
+
+    sink: Sink | None = None
+    exit_code = 0
+    result: dict[str, object] = {}
+    try:
+        t0 = time.perf_counter()
+        call_command("migrate", verbosity=0, interactive=False)
+        print(f"database: fresh {db_kind} ({time.perf_counter() - t0:.1f}s to migrate)")
+
+        sink = start_sink(tmpdir)
+        print(f"sink: {sink.kind} on 127.0.0.1:{sink.port}")
+
+        t0 = time.perf_counter()
+        campaign_id = create_fixtures(args.recipients, sink.port)
+        html_size = len(Campaign.objects.get(pk=campaign_id).html.encode())
+        print(
+            f"fixtures: {args.recipients} contacts, campaign HTML {html_size / 1024:.1f} KiB "
+            f"({time.perf_counter() - t0:.1f}s)"
+        )
+
+        # --- the pipeline ----------------------------------------------------------------
+        t_start = time.perf_counter()
+        services.campaign_start(campaign_id)
+        start_s = time.perf_counter() - t_start
+        t_send = time.perf_counter()
+        run_send(campaign_id, args.connections, args.batch_size, deadline)
+        send_s = time.perf_counter() - t_send
+        wall_s = start_s + send_s
+        rss = peak_rss_mb()
+        received_by_sink = sink.received()
+
+        counts = dict(
+            Message.objects.filter(campaign_id=campaign_id)
+            .values_list("status")
+            .annotate(n=Count("id"))
+            .values_list("status", "n")
+        )
+        sent = counts.get(Message.Status.SENT, 0)
+        campaign = Campaign.objects.get(pk=campaign_id)
+        value = sent / wall_s if wall_s else 0.0
+        print(
+            f"\npipeline: {sent} sent in {wall_s:.2f}s over {args.connections} connection(s) "
+            f"(campaign_start {start_s:.2f}s + send loop {send_s:.2f}s)"
+        )
+        print(f"  messages by status: {json.dumps(counts, sort_keys=True)}")
+        print(f"  campaign status: {campaign.status}; sink counted {received_by_sink}")
+        print(
+            f"  throughput: {value:.0f} msg/s end to end, "
+            f"{(sent / send_s if send_s else 0):.0f} msg/s in the send loop alone"
+        )
+        if sent != args.recipients or campaign.status != Campaign.Status.SENT:
+            print(f"FAILED: {args.recipients - sent} message(s) not sent", file=sys.stderr)
+            exit_code = 1
+        if received_by_sink is not None and received_by_sink != sent:
+            print(
+                f"FAILED: the sink counted {received_by_sink} messages, the database {sent}",
+                file=sys.stderr,
+            )
+            exit_code = 1
+
+        # --- the ceiling -----------------------------------------------------------------
+        raw = sample_raw(campaign_id)
+        ceiling_n = min(args.recipients, CEILING_MAX)
+        ceiling_sent, ceiling_s = run_ceiling(
+            sink.port, raw, ceiling_n, args.connections, deadline + 60
+        )
+        ceiling = ceiling_sent / ceiling_s if ceiling_s else 0.0
+        print(
+            f"\nceiling: plain smtplib, one pre-built {len(raw) / 1024:.1f} KiB message "
+            f"{ceiling_sent} times over {args.connections} connection(s): {ceiling_s:.2f}s "
+            f"→ {ceiling:.0f} msg/s"
+        )
+
+        # --- where the time goes ---------------------------------------------------------
+        costs = stage_costs(campaign_id)
+        per_message = args.connections / value if value else 0.0
+        smtp_cost = args.connections / ceiling if ceiling else 0.0
+        send_cost = max(per_message - costs["render"] - costs["mime"], 0.0)
+        print(f"\ncost per message (render and MIME timed over {costs['sample']} recipients):")
+        print(f"  compile   {costs['compile'] * 1e3:9.1f} ms once per campaign (per worker)")
+        print(f"  render    {us(costs['render'])}")
+        print(f"  MIME      {us(costs['mime'])}")
+        print("  sign            n/a  (no DKIM key configured: DKIM signing is not built yet)")
+        print(
+            f"  send      {us(send_cost)}  (derived: {args.connections}/throughput - render - "
+            f"MIME; of which SMTP itself ≈{smtp_cost * 1e6:.0f} µs, from the ceiling; the rest "
+            "is claiming, recording and per-batch reconnects)"
+        )
+        print(f"  total     {us(per_message)}  per message per connection")
+        print(f"peak RSS: {rss} MB")
+
+        result = {
+            "bench": "send_throughput",
+            "value": round(value, 1),
+            "unit": "msg/s",
+            "ceiling": round(ceiling, 1),
+            "ratio": round(value / ceiling, 3) if ceiling else None,
+            "peak_rss_mb": rss,
+            "dkim": "none",
+            "recipients": args.recipients,
+            "sink": sink.kind,
+        }
+        if time.monotonic() > deadline:
+            print(f"NOTE: stopped at the {args.time_limit:.0f}s time limit", file=sys.stderr)
+    finally:
+        if sink is not None:
+            sink.stop()
+        try:
+            drop_database(admin_dsn)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    print(json.dumps(result))
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
