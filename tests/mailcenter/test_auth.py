@@ -72,3 +72,18 @@ def test_password_reset_mail_goes_through_the_default_sender(client, user, setti
     item = OutboxMessage.objects.get()
     assert item.recipient == "marketer@example.com"
     assert b"/accounts/reset/" in bytes(item.raw)
+
+
+def test_login_with_the_email_address(client, user):
+    response = client.post(
+        "/accounts/login/",
+        {"username": "Marketer@Example.com", "password": "correct horse battery staple"},
+    )
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+
+
+def test_wrong_password_says_so(client, user):
+    response = client.post("/accounts/login/", {"username": "marketer", "password": "nope"})
+    assert response.status_code == 200
+    assert "correct username and password" in response.content.decode()
