@@ -23,6 +23,8 @@ class Campaign(models.Model):
     html = models.TextField(_("HTML body"))
     lists = models.ManyToManyField(MailingList, related_name="campaigns", verbose_name=_("lists"))
     sender = models.CharField(_("sender"), max_length=100, default="default")
+    track_opens = models.BooleanField(_("track opens"), default=True)
+    track_clicks = models.BooleanField(_("track clicks"), default=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
