@@ -1,13 +1,16 @@
 """How fast does a campaign go out, against how fast plain smtplib could push the same bytes?
 
     python bench/send_throughput.py [--recipients N] [--connections K] [--time-limit S]
+                                    [--dkim rsa|ed25519|none]
 
 Builds a fresh database (a temporary SQLite file, or a throwaway PostgreSQL database
 ``mailcenter_bench`` when DATABASE_URL points at PostgreSQL), N contacts in one list and a
 ~30 KB personalised HTML campaign with tracked links, then runs the real pipeline in
 this process: ``campaign_start`` and ``campaign_send_batch`` in a loop from K workers (K
 processes when K > 1, like Celery's prefork pool), through the ``smtp`` backend to a
-sink on loopback that throws mail away. No Celery worker is involved.
+sink on loopback that throws mail away. No Celery worker is involved. The From domain
+gets a sending domain with a freshly generated DKIM key (RSA-2048 unless ``--dkim`` says
+otherwise), so the pipeline signs every message as it would in production.
 
 The ceiling is plain smtplib sending one pre-built message of the same size over the same
 number of persistent connections to the same sink. Also printed: the per-message cost of
@@ -41,6 +44,8 @@ SMTP_SINK = Path("/usr/sbin/smtp-sink")
 BENCH_DB = "mailcenter_bench"
 SENDER_ALIAS = "bench"
 SAMPLE_SIZE = 500
+FROM_DOMAIN = "outfitters.example"
+DKIM_ALGORITHMS = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256", "none": None}
 CEILING_MAX = 5000
 
 
@@ -52,6 +57,12 @@ def parse_args() -> argparse.Namespace:
         "--time-limit", type=float, default=600, help="seconds before it stops and reports"
     )
     parser.add_argument("--batch-size", type=int, default=None, help="default: the setting")
+    parser.add_argument(
+        "--dkim",
+        choices=["rsa", "ed25519", "none"],
+        default="rsa",
+        help="key the From domain signs with: RSA-2048 (default), Ed25519, or no signing",
+    )
     args = parser.parse_args()
     if args.recipients < 1 or args.connections < 1:
         parser.error("--recipients and --connections must be at least 1")
@@ -282,13 +293,39 @@ def create_fixtures(recipients: int, sink_port: int) -> int:
         name="Benchmark: autumn newsletter",
         subject="{{ contact.first_name|default:'Friend' }}, the autumn collection is here",
         from_name="Example Outfitters",
-        from_email="news@outfitters.example",
-        reply_to="hello@outfitters.example",
+        from_email=f"news@{FROM_DOMAIN}",
+        reply_to=f"hello@{FROM_DOMAIN}",
         html=campaign_html(),
         sender=SENDER_ALIAS,
     )
     campaign.lists.set([mailing_list])
     return campaign.pk
+
+
+def create_dkim_key(algorithm: str | None):
+    """Give the From domain an active key, as Settings → Domains would; None = unsigned."""
+    if algorithm is None:
+        return None
+    from mailcenter.domains import services as domain_services
+
+    domain = domain_services.sending_domain_create(FROM_DOMAIN)
+    return domain_services.dkim_key_generate(domain.pk, algorithm, "bench")
+
+
+def check_signature(raw: bytes, key) -> str:
+    """Verify one signed message with dkimpy against the key's record (no DNS)."""
+    if key is None:
+        return "none (--dkim none)"
+    import dkim
+
+    from mailcenter.domains import keys
+
+    record = keys.record_value(key.algorithm, key.public_key).encode()
+    try:
+        ok = dkim.verify(raw, dnsfunc=lambda name, timeout=5: record)
+    except Exception as exc:  # dkimpy without pynacl cannot check Ed25519
+        return f"could not be checked by dkimpy: {exc}"
+    return "verified by dkimpy" if ok else "FAILED dkimpy's verification"
 
 
 # --- the measured parts --------------------------------------------------------------------
@@ -379,10 +416,11 @@ def run_ceiling(port: int, raw: bytes, total: int, connections_n: int, deadline:
     return sent, time.perf_counter() - started
 
 
-def _render_and_build(compiled, message) -> tuple[float, float, bytes]:
-    """Render one recipient's message and build its MIME bytes, as the send loop does;
-    return the seconds each step took and the bytes."""
+def _render_and_build(compiled, message) -> tuple[float, float, float, bytes]:
+    """Render, build and DKIM-sign one recipient's message, as the send loop does; return
+    the seconds each step took and the signed bytes."""
     from campaigns import rendering
+    from mailcenter.domains.signing import dkim_sign_message
 
     contact = message.contact
     t0 = time.perf_counter()
@@ -402,11 +440,13 @@ def _render_and_build(compiled, message) -> tuple[float, float, bytes]:
             compiled.campaign_id, message.pk, compiled.domain
         ),
     )
-    return t1 - t0, time.perf_counter() - t1, raw
+    t2 = time.perf_counter()
+    signed = dkim_sign_message(raw, compiled.from_email)
+    return t1 - t0, t2 - t1, time.perf_counter() - t2, signed
 
 
 def stage_costs(campaign_id: int) -> dict[str, float]:
-    """Seconds per message for render and MIME, over a sample of real recipients."""
+    """Seconds per message for render, MIME and signing, over a sample of real recipients."""
     from campaigns import rendering
     from campaigns.models import Campaign, Message
 
@@ -417,23 +457,30 @@ def stage_costs(campaign_id: int) -> dict[str, float]:
     sample = list(
         Message.objects.filter(campaign_id=campaign_id).select_related("contact")[:SAMPLE_SIZE]
     )
-    render_s = mime_s = 0.0
+    render_s = mime_s = sign_s = 0.0
     for message in sample:
-        render_one, mime_one, _raw = _render_and_build(compiled, message)
+        render_one, mime_one, sign_one, _raw = _render_and_build(compiled, message)
         render_s += render_one
         mime_s += mime_one
+        sign_s += sign_one
     n = max(len(sample), 1)
-    return {"compile": compile_s, "render": render_s / n, "mime": mime_s / n, "sample": len(sample)}
+    return {
+        "compile": compile_s,
+        "render": render_s / n,
+        "mime": mime_s / n,
+        "sign": sign_s / n,
+        "sample": len(sample),
+    }
 
 
 def sample_raw(campaign_id: int) -> bytes:
-    """The wire bytes of one real message of the campaign, for the ceiling."""
+    """The wire bytes of one real (signed) message of the campaign, for the ceiling."""
     from campaigns import rendering
     from campaigns.models import Campaign, Message
 
     compiled = rendering.compile_campaign(Campaign.objects.get(pk=campaign_id))
     message = Message.objects.select_related("contact").filter(campaign_id=campaign_id).first()
-    return _render_and_build(compiled, message)[2]
+    return _render_and_build(compiled, message)[3]
 
 
 def peak_rss_mb() -> float:
@@ -489,11 +536,18 @@ def main() -> int:
 
         t0 = time.perf_counter()
         campaign_id = create_fixtures(args.recipients, sink.port)
+        dkim_algorithm = DKIM_ALGORITHMS[args.dkim]
+        dkim_key = create_dkim_key(dkim_algorithm)
         html_size = len(Campaign.objects.get(pk=campaign_id).html.encode())
         print(
             f"fixtures: {args.recipients} contacts, campaign HTML {html_size / 1024:.1f} KiB "
             f"({time.perf_counter() - t0:.1f}s)"
         )
+        if dkim_key is not None:
+            print(
+                f"DKIM: {dkim_algorithm}, d={FROM_DOMAIN} s={dkim_key.selector} "
+                "(generated now; every message is signed in the send loop)"
+            )
 
         # --- the pipeline ----------------------------------------------------------------
         t_start = time.perf_counter()
@@ -537,6 +591,8 @@ def main() -> int:
 
         # --- the ceiling -----------------------------------------------------------------
         raw = sample_raw(campaign_id)
+        verdict = check_signature(raw, dkim_key)
+        print(f"\nsample message: {len(raw) / 1024:.1f} KiB, signature {verdict}")
         ceiling_n = min(args.recipients, CEILING_MAX)
         ceiling_sent, ceiling_s = run_ceiling(
             sink.port, raw, ceiling_n, args.connections, deadline + 60
@@ -552,16 +608,21 @@ def main() -> int:
         costs = stage_costs(campaign_id)
         per_message = args.connections / value if value else 0.0
         smtp_cost = args.connections / ceiling if ceiling else 0.0
-        send_cost = max(per_message - costs["render"] - costs["mime"], 0.0)
-        print(f"\ncost per message (render and MIME timed over {costs['sample']} recipients):")
+        send_cost = max(per_message - costs["render"] - costs["mime"] - costs["sign"], 0.0)
+        print(
+            f"\ncost per message (render, MIME and sign timed over {costs['sample']} recipients):"
+        )
         print(f"  compile   {costs['compile'] * 1e3:9.1f} ms once per campaign (per worker)")
         print(f"  render    {us(costs['render'])}")
         print(f"  MIME      {us(costs['mime'])}")
-        print("  sign            n/a  (no DKIM key configured: DKIM signing is not built yet)")
+        if dkim_key is None:
+            print("  sign            n/a  (--dkim none: no key, messages go out unsigned)")
+        else:
+            print(f"  sign      {us(costs['sign'])}  ({dkim_algorithm}, relaxed/relaxed)")
         print(
             f"  send      {us(send_cost)}  (derived: {args.connections}/throughput - render - "
-            f"MIME; of which SMTP itself ≈{smtp_cost * 1e6:.0f} µs, from the ceiling; the rest "
-            "is claiming, recording and per-batch reconnects)"
+            f"MIME - sign; of which SMTP itself ≈{smtp_cost * 1e6:.0f} µs, from the ceiling; the "
+            "rest is claiming, recording and per-batch reconnects)"
         )
         print(f"  total     {us(per_message)}  per message per connection")
         print(f"peak RSS: {rss} MB")
@@ -573,7 +634,7 @@ def main() -> int:
             "ceiling": round(ceiling, 1),
             "ratio": round(value / ceiling, 3) if ceiling else None,
             "peak_rss_mb": rss,
-            "dkim": "none",
+            "dkim": dkim_algorithm or "none",
             "recipients": args.recipients,
             "sink": sink.kind,
         }

@@ -34,6 +34,11 @@ class Campaign(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     recipients_count = models.PositiveIntegerField(default=0)
+    # Why sending stopped by itself (too many failures); empty for a pause by hand.
+    pause_reason = models.TextField(_("pause reason"), blank=True)
+    # The auto-pause only looks at attempts made after this (the start, or the last resume),
+    # so that resuming is not undone at once by the failures that caused the pause.
+    failure_window_start = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -84,6 +89,17 @@ class Message(models.Model):
     smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
     enhanced_status = models.CharField(max_length=16, blank=True)
     last_reply = models.TextField(blank=True)
+    # When the first attempt was made: a deferred message gives up a maximum age after it.
+    first_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The reply of every attempt that did not succeed, oldest first, as {"at": ISO time,
+    # "code": int | None, "reply": str}; capped (the first entry and the latest ones are
+    # kept). The successful attempt is last_reply / smtp_code / sent_at, so that marking a
+    # batch sent stays one set-based UPDATE. A JSON column rather than a table: written in
+    # the same statement that records the result (no INSERT per attempt), read only with
+    # its message, and bounded.
+    attempt_log = models.JSONField(default=list, blank=True)
+    # The ESP's id for the message (anymail backend), which its webhooks name it by.
+    esp_message_id = models.CharField(max_length=255, blank=True, db_index=True)
 
     class Meta:
         ordering = ["id"]
@@ -93,6 +109,7 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["campaign", "status"]),
             models.Index(fields=["claim_token"]),
+            models.Index(fields=["campaign", "claimed_at"]),
         ]
 
     def __str__(self) -> str:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("<int:pk>/", views.CampaignDetailView.as_view(), name="detail"),
     path("<int:pk>/edit/", views.CampaignUpdateView.as_view(), name="edit"),
     path("<int:pk>/delete/", views.CampaignDeleteView.as_view(), name="delete"),
+    path("<int:pk>/messages/", views.CampaignMessagesView.as_view(), name="messages"),
     path("<int:pk>/progress/", views.CampaignProgressView.as_view(), name="progress"),
     path("<int:pk>/preview/", views.CampaignPreviewView.as_view(), name="preview"),
     path("<int:pk>/preview/html/", views.CampaignPreviewHtmlView.as_view(), name="preview-html"),

@@ -8,10 +8,8 @@ from campaigns.services.editing import (
     campaign_update,
 )
 from campaigns.services.sending import (
-    MAX_ATTEMPTS,
-    RETRY_BASE_SECONDS,
-    RETRY_MAX_SECONDS,
     TICK_IDLE_SECONDS,
+    campaign_autopause_check,
     campaign_cancel,
     campaign_finish_if_done,
     campaign_pause,
@@ -27,11 +25,9 @@ from campaigns.services.sending import (
 
 __all__ = [
     "CAMPAIGN_EDITABLE_FIELDS",
-    "MAX_ATTEMPTS",
-    "RETRY_BASE_SECONDS",
-    "RETRY_MAX_SECONDS",
     "TICK_IDLE_SECONDS",
     "CampaignError",
+    "campaign_autopause_check",
     "campaign_cancel",
     "campaign_create",
     "campaign_delete",

@@ -20,7 +20,17 @@ from mailcenter.delivery import sender_names
 # recipient at once.
 
 CAMPAIGN_EDITABLE_FIELDS = frozenset(
-    {"name", "subject", "from_name", "from_email", "reply_to", "html", "sender"}
+    {
+        "name",
+        "subject",
+        "from_name",
+        "from_email",
+        "reply_to",
+        "html",
+        "sender",
+        "track_opens",
+        "track_clicks",
+    }
 )
 
 
@@ -43,6 +53,8 @@ def campaign_create(
     from_name: str = "",
     reply_to: str = "",
     sender: str | None = None,
+    track_opens: bool = True,
+    track_clicks: bool = True,
     created_by: AbstractBaseUser | None = None,
 ) -> Campaign:
     """Create a draft.
@@ -60,6 +72,8 @@ def campaign_create(
             from_name=from_name,
             reply_to=reply_to,
             sender=_sender_or_default(sender),
+            track_opens=track_opens,
+            track_clicks=track_clicks,
             created_by=created_by,
         )
         campaign.lists.set(lists)

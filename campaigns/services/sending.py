@@ -15,14 +15,16 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from campaigns import rendering
+from campaigns import conf, rendering
 from campaigns.models import Campaign, CampaignLink, Message
 from campaigns.selectors import campaign_audience
 from campaigns.services.common import CampaignError
@@ -35,18 +37,22 @@ from mailcenter.delivery import (
     Rejected,
     Result,
     UnknownSender,
+    enhanced_status,
     get_backend,
 )
+from mailcenter.domains.signing import dkim_sign_message
 
 log = logging.getLogger(__name__)
 
-# Greylisting retries after minutes, so do we: 5 min, 10, 20, ... capped at 4 h.
-RETRY_BASE_SECONDS = 300
-RETRY_MAX_SECONDS = 4 * 3600
-MAX_ATTEMPTS = 8
-# A sending campaign none of whose messages was claimed for this long has lost its task
-# chains (broker restart, killed worker) and is restarted by the periodic tick.
-TICK_IDLE_SECONDS = 60
+# The default of ``conf.tick_idle_seconds()``, kept for importers.
+TICK_IDLE_SECONDS = conf.DEFAULT_TICK_IDLE_SECONDS
+
+
+def _due(now: datetime) -> Q:
+    """Messages ready for an attempt: queued or deferred, and not held back until later
+    (a retry's backoff, or a destination domain that asked us to slow down)."""
+    not_held = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    return Q(status__in=[Message.Status.QUEUED, Message.Status.DEFERRED]) & not_held
 
 
 def _enqueue_batches(campaign_id: int, count: int) -> None:
@@ -98,26 +104,38 @@ def campaign_start(campaign_id: int) -> Campaign:
                 _("This campaign has no recipients: its lists have no active subscribers.")
             )
         campaign.status = Campaign.Status.SENDING
-        campaign.started_at = timezone.now()
+        campaign.started_at = campaign.failure_window_start = timezone.now()
         campaign.recipients_count = total
-        campaign.save(update_fields=["status", "started_at", "recipients_count", "updated_at"])
+        campaign.save(
+            update_fields=[
+                "status",
+                "started_at",
+                "failure_window_start",
+                "recipients_count",
+                "updated_at",
+            ]
+        )
         _enqueue_batches(campaign.pk, settings.MAILCENTER_SEND_CONCURRENCY)
     return campaign
 
 
-def campaign_pause(campaign_id: int) -> bool:
-    """Stop after the batches in flight; the next claim sees the flag. Idempotent."""
+def campaign_pause(campaign_id: int, reason: str = "") -> bool:
+    """Stop after the batches in flight; the next claim sees the flag. Idempotent.
+
+    ``reason`` is shown on the campaign page; empty means paused by hand.
+    """
     return bool(
         Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).update(
-            status=Campaign.Status.PAUSED
+            status=Campaign.Status.PAUSED, pause_reason=reason
         )
     )
 
 
 def campaign_resume(campaign_id: int) -> bool:
+    """Send again; the pause reason is cleared and the auto-pause's window starts afresh."""
     with transaction.atomic():
         changed = Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.PAUSED).update(
-            status=Campaign.Status.SENDING
+            status=Campaign.Status.SENDING, pause_reason="", failure_window_start=timezone.now()
         )
         if changed:
             _enqueue_batches(campaign_id, settings.MAILCENTER_SEND_CONCURRENCY)
@@ -148,9 +166,7 @@ def messages_claim(
     """
     now = now or timezone.now()
     token = uuid.uuid4().hex
-    due = Q(status=Message.Status.QUEUED) | Q(
-        status=Message.Status.DEFERRED, next_attempt_at__lte=now
-    )
+    due = _due(now)
     with transaction.atomic():
         if not Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).exists():
             return token, []
@@ -195,43 +211,170 @@ def _compiled(campaign_id: int, updated_at: datetime) -> rendering.CompiledCampa
     return rendering.compile_campaign(Campaign.objects.get(pk=campaign_id))
 
 
-def _retry_delay(attempts: int) -> int:
-    return min(RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), RETRY_MAX_SECONDS)
+def _retry_delay(attempts: int) -> float:
+    """Exponential backoff: base, twice the base, four times ... up to the cap."""
+    return min(conf.retry_base_seconds() * 2 ** max(attempts - 1, 0), conf.retry_max_seconds())
+
+
+def _log_append(log: list, entry: dict) -> list:
+    """Append an attempt, keeping the first one and the latest ones within the cap."""
+    size = max(conf.attempt_log_size(), 2)
+    log = [*(log or []), entry]
+    if len(log) > size:
+        log = log[:1] + log[-(size - 1) :]
+    return log
+
+
+def _domain(email: str) -> str:
+    return email.rpartition("@")[2].lower()
+
+
+def _accepted_record(token: str, accepted: dict[int, Accepted], now: datetime) -> None:
+    """Mark accepted messages sent: one UPDATE for the columns they share, and one
+    UPDATE ... FROM (VALUES ...) for the reply, which differs per message ("queued as
+    4XyZ"). The accepted attempt is kept as ``last_reply``/``smtp_code``/``sent_at``
+    rather than appended to the JSON attempt log: this is the path of nearly every
+    message, and a per-row JSON append through bulk_update (CASE over every column)
+    measured 1.7 ms per message on SQLite and 3 ms on PostgreSQL, more than sending it.
+    """
+    ids = list(accepted)
+    claimed = Message.objects.filter(claim_token=token, status=Message.Status.SENDING, id__in=ids)
+    values = {
+        pk: (r.reply[:2000], r.code, enhanced_status(r.reply), r.message_id[:255])
+        for pk, r in accepted.items()
+    }
+    common = set(values.values())
+    shared: dict[str, Any] = {}
+    if len(common) == 1:
+        reply, code, enhanced, esp_id = next(iter(common))
+        shared = {
+            "last_reply": reply,
+            "smtp_code": code,
+            "enhanced_status": enhanced,
+            "esp_message_id": esp_id,
+        }
+    else:
+        _per_message_replies_write(token, values)
+    claimed.update(
+        status=Message.Status.SENT,
+        sent_at=now,
+        next_attempt_at=None,
+        first_attempt_at=Coalesce(F("first_attempt_at"), Value(now)),
+        **shared,
+    )
+
+
+def _per_message_replies_write(token: str, values: dict[int, tuple[str, int, str, str]]) -> None:
+    # One statement for any number of rows; the ORM's bulk_update would build a CASE per
+    # column with a branch per row. WITH ... UPDATE ... FROM works on PostgreSQL and on
+    # SQLite >= 3.33.
+    table = connection.ops.quote_name(Message._meta.db_table)
+    rows = ", ".join(["(CAST(%s AS bigint), %s, CAST(%s AS integer), %s, %s)"] * len(values))
+    params: list[Any] = []
+    for pk, (reply, code, enhanced, esp_id) in values.items():
+        params += [pk, reply, code, enhanced, esp_id]
+    sql = (
+        f"WITH v(id, reply, code, enhanced, esp) AS (VALUES {rows}) "  # noqa: S608
+        f"UPDATE {table} SET last_reply = v.reply, smtp_code = v.code, "
+        f"enhanced_status = v.enhanced, esp_message_id = v.esp FROM v "
+        f"WHERE {table}.id = v.id AND {table}.claim_token = %s AND {table}.status = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, token, Message.Status.SENDING])
 
 
 def messages_record_results(token: str, results: list[Result], now: datetime | None = None) -> None:
-    """Store each result on its message, touching only rows still under ``token``."""
+    """Store each result on its message, touching only rows still under ``token``.
+
+    Accepted → sent (one UPDATE for all of them); rejected (5xx) → failed at once with its
+    enhanced status; deferred (4xx, connection trouble) → retried after an exponential
+    backoff, or failed once the message is older than the maximum age. Every failed or
+    deferred attempt's reply is appended to the message's attempt log (the accepted one is
+    its last reply). Then a destination domain that answered 421, or deferred a burst of
+    messages with 4xx replies, is slowed down. All in one transaction.
+    """
     now = now or timezone.now()
-    accepted = [int(r.ref) for r in results if isinstance(r, Accepted)]
-    others = {int(r.ref): r for r in results if not isinstance(r, Accepted)}
+    accepted = {int(r.ref): r for r in results if isinstance(r, Accepted)}
+    by_id = {int(r.ref): r for r in results if not isinstance(r, Accepted)}
+    max_age = timedelta(seconds=conf.retry_max_age_seconds())
+    fields = [
+        "status",
+        "last_reply",
+        "smtp_code",
+        "enhanced_status",
+        "next_attempt_at",
+        "first_attempt_at",
+        "attempt_log",
+    ]
+    slow_domains: set[str] = set()
+    deferred_per_domain: dict[str, int] = {}
     with transaction.atomic():
         if accepted:
-            Message.objects.filter(
-                claim_token=token, status=Message.Status.SENDING, id__in=accepted
-            ).update(status=Message.Status.SENT, sent_at=now, smtp_code=250, last_reply="")
-        if not others:
+            _accepted_record(token, accepted, now)
+        if not by_id:
             return
         rows = list(
             Message.objects.filter(
-                claim_token=token, status=Message.Status.SENDING, id__in=list(others)
-            )
+                claim_token=token, status=Message.Status.SENDING, id__in=list(by_id)
+            ).only("id", "campaign_id", "email", "attempts", "first_attempt_at", "attempt_log")
         )
         for row in rows:
-            result = others[row.pk]
+            result = by_id[row.pk]
+            row.first_attempt_at = row.first_attempt_at or now
+            row.attempt_log = _log_append(
+                row.attempt_log,
+                {"at": now.isoformat(), "code": result.code, "reply": result.reply[:500]},
+            )
             row.last_reply = result.reply[:2000]
             row.smtp_code = result.code
+            row.enhanced_status = enhanced_status(result.reply)
+            # Every field written below is set on every row: a deferred (``only``) field
+            # that bulk_update had to read would cost a query per row.
+            row.next_attempt_at = None
             if isinstance(result, Rejected):
                 row.status = Message.Status.FAILED
-                row.enhanced_status = result.enhanced_status
-            elif isinstance(result, Deferred) and row.attempts < MAX_ATTEMPTS:
-                row.status = Message.Status.DEFERRED
-                delay = result.retry_after or _retry_delay(row.attempts)
-                row.next_attempt_at = now + timedelta(seconds=delay)
+                row.enhanced_status = result.enhanced_status or row.enhanced_status
             else:
-                row.status = Message.Status.FAILED
-        Message.objects.bulk_update(
-            rows, ["status", "last_reply", "smtp_code", "enhanced_status", "next_attempt_at"]
-        )
+                # Only what a server said counts against a domain: a refused connection to
+                # a relay says nothing about the recipients' domains.
+                if result.code is not None:
+                    domain = _domain(row.email)
+                    deferred_per_domain[domain] = deferred_per_domain.get(domain, 0) + 1
+                    if result.code == 421:
+                        slow_domains.add(domain)
+                give_up_at = row.first_attempt_at + max_age
+                if now >= give_up_at:
+                    row.status = Message.Status.FAILED
+                    row.last_reply = _("Gave up after %(n)s attempts: %(reply)s") % {
+                        "n": row.attempts,
+                        "reply": result.reply,
+                    }
+                    row.last_reply = row.last_reply[:2000]
+                else:
+                    delay = timedelta(seconds=result.retry_after or _retry_delay(row.attempts))
+                    row.status = Message.Status.DEFERRED
+                    # The last try falls at the maximum age, not a backoff step after it.
+                    row.next_attempt_at = min(now + delay, give_up_at)
+        Message.objects.bulk_update(rows, fields, batch_size=500)
+        burst = conf.domain_burst()
+        slow_domains |= {d for d, n in deferred_per_domain.items() if n >= burst}
+        if slow_domains and rows:
+            _domains_slow_down(rows[0].campaign_id, slow_domains, now)
+
+
+def _domains_slow_down(campaign_id: int, domains: set[str], now: datetime) -> None:
+    """Hold back the campaign's pending messages to ``domains`` for the retry base delay.
+
+    A server that says 421 or defers a burst is throttling us; sending it the rest of the
+    campaign at once would only extend the throttling (or get us blocked).
+    """
+    until = now + timedelta(seconds=conf.retry_base_seconds())
+    pending = Message.objects.filter(
+        campaign_id=campaign_id, status__in=[Message.Status.QUEUED, Message.Status.DEFERRED]
+    ).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=until))
+    for domain in sorted(domains):
+        held = pending.filter(email__iendswith=f"@{domain}").update(next_attempt_at=until)
+        log.info("campaign %s: %s slowed down, %s messages held back", campaign_id, domain, held)
 
 
 def _outgoing(compiled: rendering.CompiledCampaign, message: Message) -> OutgoingMessage:
@@ -251,6 +394,8 @@ def _outgoing(compiled: rendering.CompiledCampaign, message: Message) -> Outgoin
             compiled.campaign_id, message.pk, compiled.domain
         ),
     )
+    # Signed once per rendered message, here: a backend's retries reuse these bytes.
+    raw = dkim_sign_message(raw, compiled.from_email)
     return OutgoingMessage(
         ref=str(message.pk),
         recipient=message.email,
@@ -300,7 +445,93 @@ def campaign_send_batch(campaign_id: int, size: int | None = None) -> bool:
         Message.objects.filter(claim_token=token, id__in=suppressed).update(
             status=Message.Status.SKIPPED, last_reply="suppressed"
         )
+    bounced = [
+        r
+        for r in results
+        if isinstance(r, Rejected) and _is_recipient_bounce(r) and int(r.ref) not in suppressed
+    ]
+    if bounced:
+        _bounces_record(token, bounced)
+    if any(not isinstance(r, Accepted) and int(r.ref) not in suppressed for r in results):
+        campaign_autopause_check(campaign_id)
     return True
+
+
+def _is_recipient_bounce(result: Rejected) -> bool:
+    """A 5xx that says the address or mailbox is bad (RFC 3463 X.1.X / X.2.X), as opposed
+    to one about us (5.7.x policy, 5.3.x system, 5.5.x protocol): only the former may count
+    against the contact, or a misconfigured relay would mark the whole list bounced."""
+    return result.code >= 500 and result.enhanced_status.startswith(("5.1.", "5.2."))
+
+
+def _bounces_record(token: str, rejected: list[Rejected]) -> None:
+    """Record a synchronous 5xx as a bounce, so the suppression policy applies to it as to
+    a returned DSN. Never lets a bounce-recording failure stop the send chain: the result
+    is already stored."""
+    from tracking import bounces
+    from tracking.services import bounce_record
+
+    by_id = {int(r.ref): r for r in rejected}
+    for message in Message.objects.filter(
+        claim_token=token, id__in=list(by_id), status=Message.Status.FAILED
+    ):
+        result = by_id[message.pk]
+        report = bounces.Report(
+            kind=bounces.KIND_BOUNCE,
+            severity=bounces.severity_for(result.enhanced_status, result.code),
+            status=result.enhanced_status,
+            smtp_code=result.code,
+            diagnostic=result.reply[:1000],
+            recipient=message.email,
+        )
+        try:
+            bounce_record(message, report)
+        except Exception:
+            log.exception("message %s: could not record its bounce", message.pk)
+
+
+def campaign_autopause_check(campaign_id: int) -> bool:
+    """Pause a sending campaign whose recent attempts mostly failed; return True if paused.
+
+    Looks at the latest ``MAILCENTER_AUTOPAUSE_WINDOW`` messages attempted since the start
+    or the last resume (sent, failed or deferred, by claim time). A broken relay, a revoked
+    password or a list full of dead addresses then stops after about one window instead of
+    burning through the whole audience (and the sender's reputation). Idempotent.
+    """
+    threshold = conf.autopause_threshold()
+    if threshold <= 0:
+        return False
+    campaign = Campaign.objects.only("status", "failure_window_start").get(pk=campaign_id)
+    if campaign.status != Campaign.Status.SENDING:
+        return False
+    recent = Message.objects.filter(
+        campaign_id=campaign_id,
+        status__in=[Message.Status.SENT, Message.Status.FAILED, Message.Status.DEFERRED],
+        claimed_at__isnull=False,
+    )
+    if campaign.failure_window_start:
+        recent = recent.filter(claimed_at__gte=campaign.failure_window_start)
+    window = list(
+        recent.order_by("-claimed_at").values_list("status", "last_reply")[
+            : conf.autopause_window()
+        ]
+    )
+    bad = [reply for status, reply in window if status != Message.Status.SENT]
+    if len(window) < conf.autopause_min_attempts() or len(bad) < threshold * len(window):
+        return False
+    reason = _(
+        "Paused automatically: %(bad)s of the last %(total)s attempts failed or were "
+        "deferred (the limit is %(percent)s%%). Last reply: %(reply)s"
+    ) % {
+        "bad": len(bad),
+        "total": len(window),
+        "percent": round(threshold * 100),
+        "reply": (bad[0] or "-")[:300],
+    }
+    paused = campaign_pause(campaign_id, reason)
+    if paused:
+        log.warning("campaign %s: %s", campaign_id, reason)
+    return paused
 
 
 def campaign_finish_if_done(campaign_id: int) -> bool:
@@ -326,15 +557,14 @@ def campaigns_tick(now: datetime | None = None) -> int:
     """
     now = now or timezone.now()
     messages_release_stale(now)
-    due = Q(status=Message.Status.QUEUED) | Q(
-        status=Message.Status.DEFERRED, next_attempt_at__lte=now
-    )
+    due = _due(now)
     started = 0
     for campaign_id in Campaign.objects.filter(status=Campaign.Status.SENDING).values_list(
         "id", flat=True
     ):
         busy = Message.objects.filter(
-            campaign_id=campaign_id, claimed_at__gte=now - timedelta(seconds=TICK_IDLE_SECONDS)
+            campaign_id=campaign_id,
+            claimed_at__gte=now - timedelta(seconds=conf.tick_idle_seconds()),
         ).exists()
         if busy:
             continue  # its task chains are alive; more of them would only crowd the queue
@@ -372,6 +602,7 @@ def campaign_send_test(campaign: Campaign, email: str) -> Result:
     raw = rendering.build_mime(
         compiled, rendered, email, message_id_value=f"<test.{uuid.uuid4().hex}@{compiled.domain}>"
     )
+    raw = dkim_sign_message(raw, campaign.from_email)
     outgoing = OutgoingMessage(
         ref="test",
         recipient=email,

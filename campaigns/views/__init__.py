@@ -15,6 +15,7 @@ from campaigns.views.preview import (
 )
 from campaigns.views.sending import (
     CampaignCancelView,
+    CampaignMessagesView,
     CampaignPauseView,
     CampaignProgressView,
     CampaignResumeView,
@@ -27,6 +28,7 @@ __all__ = [
     "CampaignDeleteView",
     "CampaignDetailView",
     "CampaignListView",
+    "CampaignMessagesView",
     "CampaignPauseView",
     "CampaignPreviewHtmlView",
     "CampaignPreviewView",

@@ -8,10 +8,10 @@ from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views import View
-from django.views.generic import DetailView
+from django.views.generic import DetailView, ListView
 
-from campaigns.models import Campaign
-from campaigns.selectors import campaign_audience_count, campaign_progress
+from campaigns.models import Campaign, Message
+from campaigns.selectors import campaign_audience_count, campaign_messages, campaign_progress
 from campaigns.services import (
     CampaignError,
     campaign_cancel,
@@ -26,8 +26,42 @@ class CampaignProgressView(View):
     def get(self, request, pk: int):
         campaign = get_object_or_404(Campaign, pk=pk)
         return JsonResponse(
-            {**campaign_progress(campaign), "running": campaign.status == Campaign.Status.SENDING}
+            {
+                **campaign_progress(campaign),
+                "running": campaign.status == Campaign.Status.SENDING,
+                "pause_reason": campaign.pause_reason,
+            }
         )
+
+
+class CampaignMessagesView(ListView):
+    """The campaign's messages by status, each with its last reply and attempt history."""
+
+    paginate_by = 50
+    template_name = "campaigns/campaign_messages.html"
+    context_object_name = "messages_page"
+
+    def get_queryset(self):
+        self.campaign = get_object_or_404(Campaign, pk=self.kwargs["pk"])
+        self.status = self.request.GET.get("status", "")
+        if self.status not in Message.Status.values:
+            self.status = ""
+        self.query = self.request.GET.get("q", "").strip()
+        return campaign_messages(self.campaign, self.status, self.query)
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        progress = campaign_progress(self.campaign)
+        context.update(
+            campaign=self.campaign,
+            status=self.status,
+            q=self.query,
+            statuses=[
+                (value, label, progress.get(value, 0) if value != "queued" else None)
+                for value, label in Message.Status.choices
+            ],
+        )
+        return context
 
 
 class CampaignSendView(DetailView):

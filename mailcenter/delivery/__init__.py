@@ -13,6 +13,7 @@ from mailcenter.delivery.base import (
     OutgoingMessage,
     Rejected,
     Result,
+    enhanced_status,
 )
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Rejected",
     "Result",
     "UnknownSender",
+    "enhanced_status",
     "get_backend",
     "sender_names",
 ]
@@ -31,6 +33,8 @@ __all__ = [
 BACKENDS = {
     "outbox": "mailcenter.delivery.outbox.OutboxBackend",
     "smtp": "mailcenter.delivery.smtp.SMTPBackend",
+    "mx": "mailcenter.delivery.mx.MXBackend",
+    "anymail": "mailcenter.delivery.anymail.AnymailBackend",
 }
 
 

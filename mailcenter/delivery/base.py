@@ -8,8 +8,18 @@ batch could not be attempted; the caller then treats every message in it as defe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def enhanced_status(reply: bytes | str) -> str:
+    """The RFC 3463 enhanced status code a reply starts with (``5.1.1``), or ""."""
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    match = _ENHANCED.match(text)
+    return match.group(1) if match else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +43,13 @@ class OutgoingMessage:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
+    """The server or ESP took the message. ``message_id`` is the ESP's id for it (what its
+    webhooks name the message by); empty for SMTP."""
+
     ref: str
     code: int = 250
     reply: str = ""
+    message_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

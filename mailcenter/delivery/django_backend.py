@@ -7,6 +7,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
 
 from mailcenter.delivery import Accepted, DeliveryError, OutgoingMessage, get_backend
+from mailcenter.domains.signing import dkim_sign_message
 
 
 class DeliveryEmailBackend(BaseEmailBackend):
@@ -16,6 +17,8 @@ class DeliveryEmailBackend(BaseEmailBackend):
         outgoing = []
         for number, email in enumerate(email_messages):
             raw = email.message().as_bytes(linesep="\r\n")
+            # Signed when the From domain has an active DKIM key, once for all recipients.
+            raw = dkim_sign_message(raw, email.from_email or settings.DEFAULT_FROM_EMAIL)
             outgoing.extend(
                 OutgoingMessage(
                     ref=f"django-{number}-{index}",

@@ -221,3 +221,45 @@ def test_dead_claims_of_a_cancelled_campaign_are_closed(django_capture_on_commit
     services.campaign_cancel(campaign.pk)
     services.messages_release_stale(timezone.now() + timedelta(hours=1))
     assert set(Message.objects.values_list("status", flat=True)) == {"skipped"}
+
+
+def test_a_held_back_queued_message_waits_and_keeps_the_campaign_open(
+    django_capture_on_commit_callbacks,
+):
+    campaign = _start(_campaign_with(2), django_capture_on_commit_callbacks)
+    held, free = Message.objects.filter(campaign=campaign).order_by("id")
+    later = timezone.now() + timedelta(minutes=5)
+    Message.objects.filter(pk=held.pk).update(next_attempt_at=later)  # its domain slowed down
+    _token, claimed = services.messages_claim(campaign.pk, 10)
+    assert [m.pk for m in claimed] == [free.pk]
+    assert not services.campaign_finish_if_done(campaign.pk)
+    _token, claimed = services.messages_claim(campaign.pk, 10, now=later)
+    assert [m.pk for m in claimed] == [held.pk]
+
+
+def test_every_result_is_kept_on_its_message(django_capture_on_commit_callbacks):
+    campaign = _start(_campaign_with(3), django_capture_on_commit_callbacks)
+    token, (a, b, c) = services.messages_claim(campaign.pk, 3)
+    services.messages_record_results(
+        token,
+        [
+            Accepted(ref=str(a.pk), code=250, reply="2.0.0 Ok: queued as 4XyZ"),
+            Accepted(ref=str(b.pk), code=250, reply="2.0.0 Ok: queued as 5AbC"),
+            Deferred(ref=str(c.pk), code=451, reply="4.7.1 later"),
+        ],
+    )
+    a.refresh_from_db()
+    b.refresh_from_db()
+    c.refresh_from_db()
+    # the accepted attempt is the last reply; failed and deferred ones are in the log
+    assert (a.status, a.smtp_code, a.last_reply) == ("sent", 250, "2.0.0 Ok: queued as 4XyZ")
+    assert b.last_reply == "2.0.0 Ok: queued as 5AbC" and b.enhanced_status == "2.0.0"
+    assert a.attempt_log == [] and a.first_attempt_at == a.sent_at
+    assert [(x["code"], x["reply"]) for x in c.attempt_log] == [(451, "4.7.1 later")]
+    # a later success keeps the earlier attempts
+    token, (again,) = services.messages_claim(
+        campaign.pk, 3, now=timezone.now() + timedelta(hours=1)
+    )
+    services.messages_record_results(token, [Accepted(ref=str(again.pk), reply="2.0.0 ok")])
+    c.refresh_from_db()
+    assert c.status == "sent" and c.attempts == 2 and len(c.attempt_log) == 1

@@ -1,0 +1,1 @@
+"""Sending domains: DKIM keys, the DNS records to publish, their checks, and signing."""
