@@ -62,11 +62,27 @@ class CampaignForm(forms.Form):
         label=_("Sender"),
         help_text=_("The configured delivery route this campaign is sent through."),
     )
+    track_opens = forms.BooleanField(
+        label=_("Track opens"),
+        required=False,
+        initial=True,
+        help_text=_("Adds an invisible image that reports when the message is opened."),
+    )
+    track_clicks = forms.BooleanField(
+        label=_("Track clicks"),
+        required=False,
+        initial=True,
+        help_text=_("Sends links through Mailcenter to count clicks per link."),
+    )
 
     def __init__(self, *args: Any, instance: Campaign | None = None, **kwargs: Any) -> None:
         if instance is not None:
             kwargs["initial"] = {**campaign_initial(instance), **(kwargs.get("initial") or {})}
         super().__init__(*args, **kwargs)
+        # With segments a campaign may have no list (they are set below the form).
+        self.has_segments = instance is not None and instance.segments.exists()
+        if self.has_segments:
+            self.fields["lists"].required = False
         self.senders = sender_names()
         if len(self.senders) <= 1:
             # Nothing to choose: clean() fills in the only sender.
@@ -119,6 +135,8 @@ def campaign_initial(campaign: Campaign) -> dict[str, Any]:
         "html": campaign.html,
         "lists": list(campaign.lists.values_list("pk", flat=True)),
         "sender": campaign.sender,
+        "track_opens": campaign.track_opens,
+        "track_clicks": campaign.track_clicks,
     }
 
 

@@ -30,6 +30,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from campaigns.template_builtins import FORBIDDEN_TAGS
+from tracking import conf as tracking_conf
 from tracking import tokens
 
 HEADER_CAMPAIGN = "X-Mailcenter-Campaign"
@@ -236,8 +237,11 @@ def validate_content(subject: str, html_source: str) -> None:
 def compile_campaign(campaign: Any, *, track: bool = True) -> CompiledCampaign:
     source = campaign.html
     links: list[str] = []
-    if track:
+    # No pixel / no link rewriting when the campaign or the whole install does not track.
+    track = track and tracking_conf.tracking_enabled()
+    if track and getattr(campaign, "track_clicks", True):
         source, links = extract_links(source)
+    if track and getattr(campaign, "track_opens", True):
         source = _insert_pixel(source)
     text_template = None
     try:
@@ -281,6 +285,7 @@ def _sample_context(email: str) -> dict[str, Any]:
         "contact": contact_context(email),
         "unsubscribe_url": "#",
         "webview_url": "#",
+        "preferences_url": "#",
     }
 
 
@@ -293,6 +298,9 @@ def tracking_urls(message_id: int, link_count: int) -> dict[str, Any]:
         "open": _url(f"/t/o/{tokens.make_token('open', message_id)}/"),
         "unsubscribe": _url(f"/u/{tokens.make_token('unsubscribe', message_id)}/"),
         "webview": _url(f"/t/w/{tokens.make_token('webview', message_id)}/"),
+        "preferences": _url(
+            f"/contacts/preferences/{tokens.make_token('preferences', message_id)}/"
+        ),
         "links": [
             _url(f"/t/c/{tokens.make_token('click', message_id, index)}/")
             for index in range(link_count)
@@ -336,6 +344,7 @@ def render_message(
         "contact": contact,
         "unsubscribe_url": urls["unsubscribe"],
         "webview_url": urls["webview"],
+        "preferences_url": urls.get("preferences", "#"),
     }
 
     def fill(match: re.Match[str]) -> str:

@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from campaigns import rendering
 from campaigns.models import Campaign, Message
 from contacts.models import Contact, Subscription
+from contacts.selectors import contact_sendable_q
 
 
 def campaign_audience(campaign: Campaign) -> QuerySet[Contact]:
-    """Active contacts subscribed to any of the campaign's lists; suppressed ones excluded."""
-    list_ids = list(campaign.lists.values_list("id", flat=True))
-    return Contact.objects.filter(
-        status=Contact.Status.ACTIVE,
-        id__in=Subscription.objects.filter(
-            mailing_list_id__in=list_ids, status=Subscription.Status.SUBSCRIBED
-        ).values("contact_id"),
-    )
+    """Who the campaign goes to, as one query.
+
+    Contacts subscribed to any of its lists or matching any of its segments, minus the
+    subscribers of its excluded lists and the matches of its excluded segments, and never
+    anyone suppressed (``contacts.selectors.contact_sendable_q``).
+    """
+    from contacts.segments import segment_q
+    from contacts.services.fields import custom_fields_by_key
+
+    def list_members(list_ids: list[int]) -> Q:
+        return Q(
+            id__in=Subscription.objects.filter(
+                mailing_list_id__in=list_ids, status=Subscription.Status.SUBSCRIBED
+            ).values("contact_id")
+        )
+
+    fields = custom_fields_by_key()
+    included = list_members(list(campaign.lists.values_list("id", flat=True)))
+    for rules in campaign.segments.values_list("rules", flat=True):
+        included |= segment_q(rules, fields)
+    audience = Contact.objects.filter(included).filter(contact_sendable_q())
+    excluded_lists = list(campaign.excluded_lists.values_list("id", flat=True))
+    if excluded_lists:
+        audience = audience.exclude(list_members(excluded_lists))
+    for rules in campaign.excluded_segments.values_list("rules", flat=True):
+        # Through a subquery: NOT on a rule with missing values would also drop contacts
+        # the rule does not match (SQL's NOT NULL is NULL).
+        audience = audience.exclude(
+            id__in=Contact.objects.filter(segment_q(rules, fields)).values("id")
+        )
+    return audience
 
 
 def campaign_audience_count(campaign: Campaign) -> int:
@@ -47,6 +71,18 @@ def campaign_progress(campaign: Campaign) -> dict[str, int | str]:
         "skipped": counts.get("skipped", 0),
         "percent": round(100 * done / total) if total else 0,
     }
+
+
+def campaign_messages(campaign: Campaign, status: str = "", query: str = "") -> QuerySet[Message]:
+    """The campaign's messages, optionally of one status and with an address containing
+    ``query``; the ones tried most recently first (what an operator looks at while a
+    campaign is being deferred or failing)."""
+    messages = Message.objects.filter(campaign=campaign)
+    if status in Message.Status.values:
+        messages = messages.filter(status=status)
+    if query:
+        messages = messages.filter(email__icontains=query)
+    return messages.order_by(F("claimed_at").desc(nulls_last=True), "id")
 
 
 PREVIEW_CONTACTS_LIMIT = 50

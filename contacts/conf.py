@@ -31,3 +31,39 @@ def import_refused_rows_kept() -> int:
     return int(
         getattr(settings, "MAILCENTER_IMPORT_REFUSED_ROWS_KEPT", DEFAULT_IMPORT_REFUSED_ROWS_KEPT)
     )
+
+
+# A family behind one NAT can sign up a few people; a bot cannot sign up thousands.
+DEFAULT_SIGNUP_LIMIT_PER_IP = 20
+# Sign-ups of one address an hour (list bombing: many forms filled with a victim's address).
+DEFAULT_SIGNUP_LIMIT_PER_ADDRESS = 5
+DEFAULT_SIGNUP_CONFIRM_MAX_AGE = 7 * 24 * 3600
+
+
+def signup_limit_per_ip() -> int:
+    """Sign-ups accepted per IP address an hour (``MAILCENTER_SIGNUP_LIMIT_PER_IP``)."""
+    return int(getattr(settings, "MAILCENTER_SIGNUP_LIMIT_PER_IP", DEFAULT_SIGNUP_LIMIT_PER_IP))
+
+
+def signup_limit_per_address() -> int:
+    """Sign-ups accepted per email address an hour (``MAILCENTER_SIGNUP_LIMIT_PER_ADDRESS``)."""
+    return int(
+        getattr(settings, "MAILCENTER_SIGNUP_LIMIT_PER_ADDRESS", DEFAULT_SIGNUP_LIMIT_PER_ADDRESS)
+    )
+
+
+def signup_confirm_max_age() -> int:
+    """Seconds a confirmation link stays valid (``MAILCENTER_SIGNUP_CONFIRM_MAX_AGE``)."""
+    return int(
+        getattr(settings, "MAILCENTER_SIGNUP_CONFIRM_MAX_AGE", DEFAULT_SIGNUP_CONFIRM_MAX_AGE)
+    )
+
+
+# Below this many rows the batch path is as fast and reports progress batch by batch.
+DEFAULT_IMPORT_COPY_MIN_ROWS = 5000
+
+
+def import_copy_min_rows() -> int:
+    """Files with at least this many rows go through the PostgreSQL COPY path
+    (``MAILCENTER_IMPORT_COPY_MIN_ROWS``)."""
+    return int(getattr(settings, "MAILCENTER_IMPORT_COPY_MIN_ROWS", DEFAULT_IMPORT_COPY_MIN_ROWS))

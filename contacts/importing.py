@@ -40,9 +40,12 @@ CHUNK_BYTES = 256 * 1024
 WORKBOOK_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
 
 
-def _key(header: str) -> str:
+def header_key(header: str) -> str:
     """Compare headers the way people write them: case, spaces, dashes and dots ignored."""
     return "".join(ch for ch in header.casefold() if ch.isalnum())
+
+
+_key = header_key
 
 
 # "Email Address" is Mailchimp's export; the Russian names are Unisender's and Excel's.
@@ -111,6 +114,49 @@ def detect_encoding(head: bytes) -> str:
     if b"\x00" in head:
         raise ImportFileError(_not_utf8_message())
     return "utf-8"
+
+
+LEGACY_SAMPLE_BYTES = 1024 * 1024
+
+
+def guess_legacy_encoding(sample: bytes) -> str | None:
+    """Name the 8-bit code page of text that is not UTF-8: Windows-1251 or Latin-1.
+
+    Cyrillic words are runs of bytes above 0x7F; Western European text has them one at a
+    time between ASCII letters ("Müller", "Hélène"). Latin-1 is read as Windows-1252,
+    which is what "ANSI" CSV from Excel really is, unless bytes undefined there occur.
+    None when it is neither, or when valid UTF-8 text comes before the first bad byte
+    (a damaged UTF-8 file, not a legacy one).
+    """
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        valid_part = sample[: exc.start]
+    else:
+        valid_part = sample  # the bad byte is further on
+    if any(byte >= 0x80 for byte in valid_part):
+        return None  # real UTF-8 before the bad byte: a damaged UTF-8 file
+    flags = [byte >= 0x80 for byte in sample]
+    high = sum(flags)
+    # High bytes with a high neighbour: letters inside a word of a non-Latin script.
+    paired = sum(
+        1
+        for i, is_high in enumerate(flags)
+        if is_high and ((i and flags[i - 1]) or (i + 1 < len(flags) and flags[i + 1]))
+    )
+    if high and paired / high > 0.5:
+        # Words of a non-Latin script that are not Windows-1251: reading them as Latin-1
+        # would store garbage, so refuse instead.
+        try:
+            sample.decode("cp1251")
+        except UnicodeDecodeError:
+            return None
+        return "cp1251"
+    try:
+        sample.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
 
 
 def workbook_message() -> str:
@@ -273,7 +319,33 @@ def inspect_csv(open_file: OpenFile) -> CsvInfo:
             columns = map_columns(header, delimiter)
             total = sum(1 for _row in rows)
     except UnicodeDecodeError:
-        raise _decode_error(open_file, encoding) from None
+        if encoding != "utf-8":
+            raise _decode_error(open_file, encoding) from None
+        # Not UTF-8 and no byte-order mark: a legacy "ANSI" export. Guess its code page
+        # from the first megabyte and read the file again with it.
+        with open_file() as fh:
+            legacy = guess_legacy_encoding(fh.read(LEGACY_SAMPLE_BYTES))
+        if legacy is None:
+            raise _decode_error(open_file, encoding) from None
+        return _inspect_with(open_file, legacy, head)
+    return CsvInfo(encoding, delimiter, tuple(header), columns, total)
+
+
+def _inspect_with(open_file: OpenFile, encoding: str, head: bytes) -> CsvInfo:
+    """The full pass of ``inspect_csv`` with a known 8-bit encoding."""
+    try:
+        sample = head[:SNIFF_CHARS].decode(encoding)
+        delimiter = sniff_delimiter(sample)
+        with closing(_rows(open_file, encoding, delimiter)) as rows:
+            first = next(rows, None)
+            if first is None:
+                raise ImportFileError(_("The file is empty."))
+            header = first[1]
+            columns = map_columns(header, delimiter)
+            total = sum(1 for _row in rows)
+    except UnicodeDecodeError:
+        # Windows-1251 has one unused byte; a file with it is not text we can read.
+        raise ImportFileError(_not_utf8_message()) from None
     return CsvInfo(encoding, delimiter, tuple(header), columns, total)
 
 

@@ -9,6 +9,13 @@ from django.utils.translation import gettext_lazy as _
 class MailingList(models.Model):
     name = models.CharField(_("name"), max_length=200, unique=True)
     description = models.TextField(_("description"), blank=True)
+    # Declared here rather than on Campaign so that the contacts app owns the table.
+    excluded_from_campaigns = models.ManyToManyField(
+        "campaigns.Campaign",
+        related_name="excluded_lists",
+        blank=True,
+        verbose_name=_("excluded from campaigns"),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -26,6 +33,8 @@ class Contact(models.Model):
         UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
         BOUNCED = "bounced", _("Bounced")
         COMPLAINED = "complained", _("Complained")
+        # Signed up through a double opt-in form and not confirmed yet: receives nothing.
+        UNCONFIRMED = "unconfirmed", _("Unconfirmed")
 
     # Stored with the domain lower-cased; unique regardless of the local part's case.
     email = models.EmailField(_("email"), max_length=254)
@@ -58,6 +67,8 @@ class Subscription(models.Model):
     class Status(models.TextChoices):
         SUBSCRIBED = "subscribed", _("Subscribed")
         UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
+        # Asked for through a double opt-in form; becomes subscribed when confirmed.
+        UNCONFIRMED = "unconfirmed", _("Awaiting confirmation")
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="subscriptions")
     mailing_list = models.ForeignKey(
@@ -112,3 +123,174 @@ class ContactImport(models.Model):
 
     def __str__(self) -> str:
         return f"Import {self.pk} into {self.mailing_list}"
+
+
+class CustomField(models.Model):
+    """A typed contact field; values live in ``Contact.attributes[key]``.
+
+    Values are stored as JSON of their type (a number as a number, a boolean as a boolean,
+    a date as an ISO ``YYYY-MM-DD`` string, which sorts as a date), so segments can compare
+    them as what they are.
+    """
+
+    class Type(models.TextChoices):
+        TEXT = "text", _("Text")
+        NUMBER = "number", _("Number")
+        DATE = "date", _("Date")
+        BOOLEAN = "boolean", _("Yes / no")
+        CHOICE = "choice", _("Choice")
+
+    key = models.CharField(
+        _("key"),
+        max_length=50,
+        unique=True,
+        help_text=_("Lower-case letters, digits and underscores; used as contact.attributes.KEY."),
+    )
+    label = models.CharField(_("label"), max_length=100)
+    type = models.CharField(_("type"), max_length=10, choices=Type.choices, default=Type.TEXT)
+    options = models.JSONField(
+        _("options"), default=list, blank=True, help_text=_("The allowed values of a choice.")
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["label", "id"]
+        verbose_name = _("custom field")
+        verbose_name_plural = _("custom fields")
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class Segment(models.Model):
+    """Contacts matching a rule, kept as JSON and compiled to one query when used.
+
+    ``rules`` is a group: ``{"op": "and"|"or", "rules": [condition or group, ...]}``;
+    ``contacts.segments`` describes the conditions, validates and compiles them.
+    """
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    rules = models.JSONField(_("rules"), default=dict, blank=True)
+    # Both relations are declared here so the contacts app owns their tables.
+    campaigns = models.ManyToManyField(
+        "campaigns.Campaign", related_name="segments", blank=True, verbose_name=_("campaigns")
+    )
+    excluded_from_campaigns = models.ManyToManyField(
+        "campaigns.Campaign",
+        related_name="excluded_segments",
+        blank=True,
+        verbose_name=_("excluded from campaigns"),
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("segment")
+        verbose_name_plural = _("segments")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Suppression(models.Model):
+    """An address or a whole domain that no campaign may be sent to.
+
+    Contacts whose status is unsubscribed, bounced or complained are suppressed too, by
+    that status; ``contacts.selectors.contact_sendable_q`` checks both.
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", _("Address")
+        DOMAIN = "domain", _("Domain")
+        # An erased person's address, kept only as a SHA-256 of it lower-cased.
+        HASH = "hash", _("Erased address")
+
+    class Reason(models.TextChoices):
+        MANUAL = "manual", _("Added by hand")
+        IMPORT = "import", _("Imported")
+        UNSUBSCRIBE = "unsubscribe", _("Unsubscribed")
+        HARD_BOUNCE = "hard_bounce", _("Hard bounce")
+        COMPLAINT = "complaint", _("Complaint")
+        ERASED = "erased", _("Erased on request")
+
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    # The address lower-cased whole (suppression ignores case), or the domain.
+    value = models.CharField(_("address or domain"), max_length=254)
+    reason = models.CharField(
+        _("reason"), max_length=20, choices=Reason.choices, default=Reason.MANUAL
+    )
+    created_at = models.DateTimeField(_("added"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "value"], name="suppression_unique"),
+        ]
+        verbose_name = _("suppressed address")
+        verbose_name_plural = _("suppression list")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _form_key() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(12)
+
+
+class SignupForm(models.Model):
+    """A public subscription form: which lists it subscribes to, which fields it asks for."""
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    # The public address of the form; random so forms cannot be enumerated.
+    key = models.CharField(max_length=32, unique=True, default=_form_key, editable=False)
+    lists = models.ManyToManyField(
+        MailingList, related_name="signup_forms", verbose_name=_("lists")
+    )
+    # "first_name", "last_name" and custom field keys, in the order shown.
+    fields = models.JSONField(_("fields"), default=list, blank=True)
+    title = models.CharField(_("title"), max_length=200, blank=True)
+    intro = models.TextField(_("introduction"), blank=True)
+    button_label = models.CharField(_("button label"), max_length=100, blank=True)
+    success_message = models.TextField(_("message after signing up"), blank=True)
+    consent_text = models.TextField(
+        _("consent text"),
+        blank=True,
+        help_text=_("When set, a box with this text must be ticked; the text is recorded."),
+    )
+    double_opt_in = models.BooleanField(_("double opt-in"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("subscription form")
+        verbose_name_plural = _("subscription forms")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Consent(models.Model):
+    """Proof of a sign-up: when, through which form, from which address, agreeing to what."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consents")
+    signup_form = models.ForeignKey(
+        SignupForm, null=True, blank=True, on_delete=models.SET_NULL, related_name="consents"
+    )
+    # Kept as they were at the time, so the record survives edits and deletion of the form.
+    form_name = models.CharField(max_length=200)
+    list_ids = models.JSONField(default=list)
+    text = models.TextField(blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} via {self.form_name}"

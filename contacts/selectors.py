@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
-from django.db.models.functions import Lower
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Lower, StrIndex, Substr
 
-from contacts.models import Contact, ContactImport, MailingList, Subscription
+from contacts import segments
+from contacts.models import (
+    Contact,
+    ContactImport,
+    CustomField,
+    MailingList,
+    Segment,
+    Subscription,
+    Suppression,
+)
 
 
 def _search(query: str, prefix: str = "") -> Q:
@@ -171,3 +181,104 @@ def contact_import_progress(contact_import: ContactImport) -> dict[str, Any]:
         "skipped": contact_import.skipped,
         "refused": contact_import.refused,
     }
+
+
+# --- Sending eligibility and segments ------------------------------------------------------
+
+
+def suppression_q(prefix: str = "") -> Q:
+    """Contacts on the suppression list: their address, or their address's domain.
+
+    ``prefix`` reaches the contact through a relation (``"contact__"``). Two EXISTS
+    subqueries on the (kind, value) unique index.
+    """
+    email = OuterRef(f"{prefix}email")
+    return Q(
+        Exists(Suppression.objects.filter(kind=Suppression.Kind.EMAIL, value=Lower(email)))
+    ) | Q(
+        Exists(
+            Suppression.objects.filter(
+                kind=Suppression.Kind.DOMAIN,
+                value=Substr(email, StrIndex(email, Value("@")) + 1),
+            )
+        )
+    )
+
+
+def contact_sendable_q(prefix: str = "") -> Q:
+    """Contacts a campaign may be sent to: active (not unsubscribed, bounced or complained)
+    and not on the suppression list.
+
+    Every audience goes through this one condition, so whatever else decides who is
+    suppressed is added here and nowhere else.
+    """
+    return Q(**{f"{prefix}status": Contact.Status.ACTIVE}) & ~suppression_q(prefix)
+
+
+def suppression_list(*, query: str = "", reason: str | None = None) -> QuerySet[Suppression]:
+    entries = Suppression.objects.all()
+    if query.strip():
+        entries = entries.filter(value__icontains=query.strip().lower())
+    if reason:
+        entries = entries.filter(reason=reason)
+    return entries.order_by("-id")
+
+
+def suppression_matches(emails: Iterable[str]) -> set[str]:
+    """Which of ``emails`` (lower-cased, as returned) are suppressed by the list: by address,
+    domain, or the hash an erasure left behind. One query."""
+    keys = {email.lower() for email in emails}
+    if not keys:
+        return set()
+    domains = {key.rpartition("@")[2] for key in keys}
+    hashes = {email_hash(key): key for key in keys}
+    hits = Suppression.objects.filter(
+        Q(kind=Suppression.Kind.EMAIL, value__in=keys)
+        | Q(kind=Suppression.Kind.DOMAIN, value__in=domains)
+        | Q(kind=Suppression.Kind.HASH, value__in=hashes)
+    ).values_list("kind", "value")
+    emails_hit = {value for kind, value in hits if kind == Suppression.Kind.EMAIL}
+    emails_hit |= {hashes[value] for kind, value in hits if kind == Suppression.Kind.HASH}
+    domains_hit = {value for kind, value in hits if kind == Suppression.Kind.DOMAIN}
+    return {key for key in keys if key in emails_hit or key.rpartition("@")[2] in domains_hit}
+
+
+def email_hash(email: str) -> str:
+    """What an erased address is remembered as: SHA-256 of it lower-cased, in hex."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def suppression_status_counts() -> dict[str, int]:
+    """Contacts suppressed by their status (fed by unsubscribes, bounces and complaints)."""
+    return dict(
+        Contact.objects.exclude(status=Contact.Status.ACTIVE)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+
+
+def segment_list() -> QuerySet[Segment]:
+    return Segment.objects.order_by("name")
+
+
+def segment_contacts(
+    rules: dict[str, Any], fields: Mapping[str, CustomField] | None = None
+) -> QuerySet[Contact]:
+    """Every contact matching clean rules, whatever their status (one query).
+
+    ``fields`` (custom fields by key) saves loading them when the caller has them.
+    """
+    return Contact.objects.filter(segments.segment_q(rules, fields))
+
+
+def segment_count(
+    rules: dict[str, Any], fields: Mapping[str, CustomField] | None = None
+) -> dict[str, int]:
+    """How many contacts match clean rules, and how many of them a campaign would reach.
+
+    One aggregate query over the compiled rule (plus one for the fields if not given).
+    """
+    return segment_contacts(rules, fields).aggregate(
+        count=Count("id"), reachable=Count("id", filter=contact_sendable_q())
+    )

@@ -10,3 +10,10 @@ def contact_import_run_task(import_id: int) -> None:
     from contacts.services import contact_import_run
 
     contact_import_run(import_id)
+
+
+@shared_task
+def custom_field_index_sync_task(field_id: int) -> None:
+    from contacts.services.indexes import custom_field_index_sync
+
+    custom_field_index_sync(field_id)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from django.core import signing
 
-KINDS = frozenset({"open", "click", "unsubscribe", "webview", "bounce"})
+# "preferences": the preference centre (contacts app), named by the message it came in.
+KINDS = frozenset({"open", "click", "unsubscribe", "webview", "bounce", "preferences"})
 
 
 class BadToken(Exception):

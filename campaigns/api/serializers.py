@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from campaigns import rendering
 from campaigns.models import Campaign
 from campaigns.services import CampaignError, campaign_create, campaign_update
-from contacts.models import MailingList
+from contacts.models import MailingList, Segment
+from contacts.services import campaign_audience_set
 
 # The keys of GET /campaigns/{id}/stats/ besides "links": a public contract, so listed here
 # rather than passing through whatever the report selector grows.
@@ -37,8 +40,26 @@ class CampaignSerializer(serializers.ModelSerializer):
     lists = serializers.PrimaryKeyRelatedField(
         many=True,
         queryset=MailingList.objects.all(),
-        allow_empty=False,
+        required=False,
         help_text="Ids of the mailing lists whose active subscribers receive the campaign.",
+    )
+    segments = serializers.PrimaryKeyRelatedField(
+        many=True,
+        queryset=Segment.objects.all(),
+        required=False,
+        help_text="Ids of segments whose contacts also receive the campaign.",
+    )
+    excluded_lists = serializers.PrimaryKeyRelatedField(
+        many=True,
+        queryset=MailingList.objects.all(),
+        required=False,
+        help_text="Ids of lists whose subscribers are left out.",
+    )
+    excluded_segments = serializers.PrimaryKeyRelatedField(
+        many=True,
+        queryset=Segment.objects.all(),
+        required=False,
+        help_text="Ids of segments whose contacts are left out.",
     )
 
     class Meta:
@@ -52,6 +73,11 @@ class CampaignSerializer(serializers.ModelSerializer):
             "reply_to",
             "html",
             "lists",
+            "segments",
+            "excluded_lists",
+            "excluded_segments",
+            "track_opens",
+            "track_clicks",
             "status",
         ]
         read_only_fields = ["id", "status"]
@@ -71,6 +97,14 @@ class CampaignSerializer(serializers.ModelSerializer):
         # A partial update checks the content it would leave behind, not just the new part.
         subject = attrs.get("subject", self.instance.subject if self.instance else "")
         html = attrs.get("html", self.instance.html if self.instance else "")
+        lists = attrs.get("lists", None if self.instance is None else self.instance.lists.all())
+        segments = attrs.get(
+            "segments", None if self.instance is None else self.instance.segments.all()
+        )
+        if not lists and not segments:
+            raise serializers.ValidationError(
+                {"lists": [_("Choose at least one list or segment.")]}
+            )
         try:
             rendering.validate_content(subject, html)
         except rendering.TemplateError as exc:
@@ -83,16 +117,42 @@ class CampaignSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({field: [str(exc)]}) from None
         return attrs
 
-    def create(self, validated_data: dict[str, Any]) -> Campaign:
+    @staticmethod
+    def _pop_audience(validated_data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            key: validated_data.pop(key)
+            for key in ("segments", "excluded_lists", "excluded_segments")
+            if key in validated_data
+        }
+
+    @staticmethod
+    def _set_audience(campaign: Campaign, audience: dict[str, Any]) -> None:
+        if not audience:
+            return
         try:
-            return campaign_create(**validated_data)
+            campaign_audience_set(campaign, **audience)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"detail": exc.messages[0]}) from None
+
+    def create(self, validated_data: dict[str, Any]) -> Campaign:
+        audience = self._pop_audience(validated_data)
+        validated_data.setdefault("lists", [])
+        try:
+            with transaction.atomic():
+                campaign = campaign_create(**validated_data)
+                self._set_audience(campaign, audience)
+                return campaign
         except CampaignError as exc:
             raise serializers.ValidationError({"detail": str(exc)}) from None
 
     def update(self, instance: Campaign, validated_data: dict[str, Any]) -> Campaign:
         lists = validated_data.pop("lists", None)
+        audience = self._pop_audience(validated_data)
         try:
-            return campaign_update(instance.pk, lists=lists, **validated_data)
+            with transaction.atomic():
+                campaign = campaign_update(instance.pk, lists=lists, **validated_data)
+                self._set_audience(campaign, audience)
+                return campaign
         except CampaignError as exc:
             raise serializers.ValidationError({"detail": str(exc)}) from None
 

@@ -10,7 +10,14 @@ from django.utils.translation import gettext_lazy
 from rest_framework import serializers
 
 from contacts import selectors, services
-from contacts.models import Contact, ContactImport, MailingList
+from contacts.models import (
+    Contact,
+    ContactImport,
+    CustomField,
+    MailingList,
+    Segment,
+    Suppression,
+)
 
 
 def drf_validation_error(exc: DjangoValidationError) -> serializers.ValidationError:
@@ -125,3 +132,73 @@ class ContactImportCreateSerializer(serializers.Serializer):
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from None
         return value
+
+
+class CustomFieldSerializer(serializers.ModelSerializer):
+    options = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        help_text=gettext_lazy("The allowed values of a choice field."),
+    )
+
+    class Meta:
+        model = CustomField
+        fields = ["id", "key", "label", "type", "options"]
+        # The service checks the key's shape and uniqueness, with clearer messages.
+        extra_kwargs = {"key": {"validators": []}}
+
+
+class SegmentSerializer(serializers.ModelSerializer):
+    rules = serializers.JSONField(
+        required=False,
+        help_text=gettext_lazy(
+            'A group: {"op": "and"|"or", "rules": [condition or group, ...]}; a condition is '
+            '{"field": ..., "op": ..., "value": ...}. Fields: email, domain, first_name, '
+            "last_name, custom.<key>, list, subscribed, opened, clicked, sent."
+        ),
+    )
+    count = serializers.SerializerMethodField(
+        help_text=gettext_lazy("Contacts matching the rules now.")
+    )
+    reachable = serializers.SerializerMethodField(
+        help_text=gettext_lazy("Of those, how many a campaign can be sent to.")
+    )
+
+    class Meta:
+        model = Segment
+        fields = ["id", "name", "description", "rules", "count", "reachable", "updated_at"]
+        read_only_fields = ["id", "count", "reachable", "updated_at"]
+        extra_kwargs = {"name": {"validators": []}}
+
+    def _counts(self, segment: Segment) -> dict[str, int]:
+        cache = self.context.setdefault("_counts", {})
+        if segment.pk not in cache:
+            cache[segment.pk] = selectors.segment_count(segment.rules)
+        return cache[segment.pk]
+
+    def get_count(self, segment: Segment) -> int:
+        return self._counts(segment)["count"]
+
+    def get_reachable(self, segment: Segment) -> int:
+        return self._counts(segment)["reachable"]
+
+
+class SegmentCountSerializer(serializers.Serializer):
+    rules = serializers.JSONField(help_text=gettext_lazy("Rules to count, as for a segment."))
+
+
+class SegmentCountResultSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    reachable = serializers.IntegerField()
+
+
+class SuppressionSerializer(serializers.ModelSerializer):
+    value = serializers.CharField(
+        max_length=254,
+        help_text=gettext_lazy("An address (ann@example.com) or a domain (example.com)."),
+    )
+
+    class Meta:
+        model = Suppression
+        fields = ["id", "kind", "value", "reason", "created_at"]
+        read_only_fields = ["id", "kind", "created_at"]

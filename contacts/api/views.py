@@ -8,19 +8,27 @@ from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from contacts import selectors, services
+from contacts import segments, selectors, services
 from contacts.api.serializers import (
     ContactImportCreateSerializer,
     ContactImportDetailSerializer,
     ContactImportSerializer,
     ContactSerializer,
+    CustomFieldSerializer,
     MailingListSerializer,
+    SegmentCountResultSerializer,
+    SegmentCountSerializer,
+    SegmentSerializer,
+    SuppressionSerializer,
     drf_validation_error,
 )
-from contacts.models import Contact, MailingList, Subscription
+from contacts.models import Contact, CustomField, MailingList, Segment, Subscription, Suppression
+from contacts.services import fields as fields_service
+from contacts.services import suppression as suppression_service
 
 
 class MailingListViewSet(viewsets.ModelViewSet):
@@ -151,3 +159,102 @@ class ContactImportViewSet(
         return Response(
             ContactImportDetailSerializer(contact_import).data, status=status.HTTP_201_CREATED
         )
+
+
+class CustomFieldViewSet(viewsets.ModelViewSet):
+    """Custom fields: typed contact fields stored in ``attributes`` under their ``key``.
+
+    Types: text, number, date (ISO ``YYYY-MM-DD``), boolean, choice (with ``options``).
+    The key cannot change. Deleting a field keeps the contacts' values, untyped."""
+
+    serializer_class = CustomFieldSerializer
+    queryset = CustomField.objects.order_by("id")
+
+    def perform_create(self, serializer):
+        try:
+            serializer.instance = fields_service.custom_field_create(**serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+
+    def perform_update(self, serializer):
+        try:
+            serializer.instance = fields_service.custom_field_update(
+                serializer.instance, **serializer.validated_data
+            )
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+
+    def perform_destroy(self, instance):
+        fields_service.custom_field_delete(instance)
+
+
+class SegmentViewSet(viewsets.ModelViewSet):
+    """Segments: contacts matching a rule, counted live. ``POST segments/count/`` counts a
+    rule without saving it (what the rule builder does as you type)."""
+
+    serializer_class = SegmentSerializer
+    queryset = Segment.objects.order_by("id")
+
+    def perform_create(self, serializer):
+        try:
+            serializer.instance = services.segment_create(**serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+
+    def perform_update(self, serializer):
+        try:
+            serializer.instance = services.segment_update(
+                serializer.instance, **serializer.validated_data
+            )
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+
+    def perform_destroy(self, instance):
+        services.segment_delete(instance)
+
+    @extend_schema(request=SegmentCountSerializer, responses={200: SegmentCountResultSerializer})
+    @action(detail=False, methods=["post"])
+    def count(self, request):
+        payload = SegmentCountSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            clean = segments.segment_rules_clean(payload.validated_data["rules"])
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+        return Response(selectors.segment_count(clean))
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("q", OpenApiTypes.STR, description="Part of the address or domain."),
+            OpenApiParameter("reason", OpenApiTypes.STR, enum=Suppression.Reason.values),
+        ]
+    )
+)
+class SuppressionViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The suppression list: addresses and domains no campaign is sent to. Contacts who
+    unsubscribed, bounced or complained are suppressed by their status as well."""
+
+    serializer_class = SuppressionSerializer
+
+    def get_queryset(self):
+        params = self.request.query_params
+        return selectors.suppression_list(
+            query=params.get("q", ""), reason=params.get("reason") or None
+        )
+
+    def perform_create(self, serializer):
+        try:
+            serializer.instance = suppression_service.suppression_add(**serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+
+    def perform_destroy(self, instance):
+        suppression_service.suppression_remove(instance)

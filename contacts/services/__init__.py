@@ -26,9 +26,16 @@ from contacts.services.imports import (
     contact_import_run,
     contact_import_validate_file,
 )
+from contacts.services.segments import (
+    campaign_audience_set,
+    segment_create,
+    segment_delete,
+    segment_update,
+)
 
 __all__ = [
     "SUPPRESSED_STATUSES",
+    "campaign_audience_set",
     "contact_create",
     "contact_delete",
     "contact_import_create",
@@ -39,4 +46,7 @@ __all__ = [
     "mailing_list_delete",
     "mailing_list_update",
     "normalize_email",
+    "segment_create",
+    "segment_delete",
+    "segment_update",
 ]

@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 
 from contacts import selectors
 from contacts.models import Contact, MailingList, Subscription
+from contacts.services.fields import contact_attributes_clean
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +148,12 @@ def _contact_clean_email(email: str, exclude_pk: int | None = None) -> str:
 
 
 def _contact_clean_attributes(attributes: Any) -> dict[str, Any]:
+    """An object of names and values; values of custom fields typed (see services.fields)."""
     if not isinstance(attributes, dict):
         raise ValidationError(
             {"attributes": _("Attributes must be an object of names and values.")}
         )
-    return attributes
+    return contact_attributes_clean(attributes)
 
 
 def _contact_check_status(status: str) -> None:

@@ -14,14 +14,15 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts import conf, importing, selectors
-from contacts.models import Contact, ContactImport, MailingList, Subscription
+from contacts.models import Contact, ContactImport, CustomField, MailingList, Subscription
 from contacts.services.contacts import NAME_MAX_LENGTH, normalize_email
+from contacts.services.fields import custom_value_clean
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,52 @@ def _snapshot(contact: Contact) -> tuple[str, str, Any]:
     return contact.first_name, contact.last_name, contact.attributes
 
 
+def header_fields(header: tuple[str, ...] | list[str]) -> dict[str, CustomField]:
+    """The custom field each column feeds, matched on the field's key or label.
+
+    Matching ignores case, spaces and punctuation, like the email and name columns, so a
+    "Signup Date" column fills the field ``signup_date``.
+    """
+    fields: dict[str, CustomField] = {}
+    for custom in CustomField.objects.all():
+        fields.setdefault(importing.header_key(custom.key), custom)
+        fields.setdefault(importing.header_key(custom.label), custom)
+    return {
+        name.strip(): fields[importing.header_key(name)]
+        for name in header
+        if importing.header_key(name) in fields
+    }
+
+
+def _type_attributes(
+    row: importing.ParsedRow, fields: dict[str, CustomField]
+) -> tuple[dict[str, Any], str | None]:
+    """The row's attributes with custom-field columns typed and stored under the field key.
+
+    Returns (attributes, None), or (_, reason) naming the first column with a bad value.
+    """
+    if not fields:
+        return row.attributes, None
+    typed: dict[str, Any] = {}
+    for name, value in row.attributes.items():
+        field = fields.get(name)
+        if field is None:
+            typed[name] = value
+            continue
+        try:
+            cleaned = custom_value_clean(field, value)
+        except ValidationError:
+            return {}, _("bad value for %(field)s") % {"field": field.key}
+        if cleaned is not None:
+            typed[field.key] = cleaned
+    return typed, None
+
+
 def _import_batch(
-    mailing_list: MailingList, rows: list[importing.ParsedRow], tally: _Tally
+    mailing_list: MailingList,
+    rows: list[importing.ParsedRow],
+    tally: _Tally,
+    fields: dict[str, CustomField] | None = None,
 ) -> None:
     """Apply one batch of rows with a fixed number of queries, whatever its size.
 
@@ -126,7 +171,9 @@ def _import_batch(
     *skipped*. An address the database lacks is *created*. An existing contact is
     *updated* when the merged row changes it (a name, an attribute, or joining the list)
     and *skipped* otherwise; contacts who unsubscribed, bounced or complained are always
-    skipped: left untouched and not added to the list.
+    skipped: left untouched and not added to the list. An address on the suppression list
+    (itself or its domain) is *refused* with the reason "suppressed", so a blocklisted or
+    erased person is never brought back by a file.
     """
     groups: dict[str, tuple[str, list[importing.ParsedRow]]] = {}
     for row in rows:
@@ -139,12 +186,20 @@ def _import_batch(
         except ValidationError as exc:
             tally.refuse(row.row, row.email, exc.messages[0])
             continue
+        row.attributes, reason = _type_attributes(row, fields or {})
+        if reason is not None:
+            tally.refuse(row.row, email, reason)
+            continue
         group = groups.get(email.lower())
         if group is None:
             groups[email.lower()] = (email, [row])
         else:
             group[1].append(row)
             tally.skipped += 1
+    suppressed = selectors.suppression_matches(groups)
+    for key in [key for key in groups if key in suppressed]:  # in file order
+        email, group = groups.pop(key)
+        tally.refuse(group[0].row, email, _("suppressed"))
     if not groups:
         return
 
@@ -266,12 +321,19 @@ def _contact_import_execute(contact_import: ContactImport, tally: _Tally) -> Non
 
     info = importing.inspect_csv(open_file)
     ContactImport.objects.filter(pk=contact_import.pk).update(rows_total=info.rows_total)
+    fields = header_fields(info.header)
+    if connection.vendor == "postgresql" and info.rows_total >= conf.import_copy_min_rows():
+        from contacts.services.bulk_import import contact_import_copy
+
+        contact_import_copy(contact_import, tally, open_file, info, fields)
+        _contact_import_finish(contact_import.pk, tally)
+        return
     batch_size = conf.import_batch_size()
     batch: list[importing.ParsedRow] = []
 
     def flush() -> None:
         with transaction.atomic():
-            _import_batch(contact_import.mailing_list, batch, tally)
+            _import_batch(contact_import.mailing_list, batch, tally, fields)
             ContactImport.objects.filter(pk=contact_import.pk).update(**tally.fields())
         batch.clear()
 
@@ -281,7 +343,11 @@ def _contact_import_execute(contact_import: ContactImport, tally: _Tally) -> Non
             flush()
     if batch:
         flush()
-    ContactImport.objects.filter(pk=contact_import.pk).update(
+    _contact_import_finish(contact_import.pk, tally)
+
+
+def _contact_import_finish(import_id: int, tally: _Tally) -> None:
+    ContactImport.objects.filter(pk=import_id).update(
         **tally.fields(),
         rows_total=tally.rows_done,
         status=ContactImport.Status.DONE,

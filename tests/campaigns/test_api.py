@@ -11,7 +11,22 @@ pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/campaigns/"
 
-FIELDS = {"id", "name", "subject", "from_name", "from_email", "reply_to", "html", "lists", "status"}
+FIELDS = {
+    "id",
+    "name",
+    "subject",
+    "from_name",
+    "from_email",
+    "reply_to",
+    "html",
+    "lists",
+    "segments",
+    "excluded_lists",
+    "excluded_segments",
+    "track_opens",
+    "track_clicks",
+    "status",
+}
 STATS_KEYS = {
     "recipients",
     "sent",

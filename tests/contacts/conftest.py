@@ -48,3 +48,15 @@ def api_client(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     return client
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(settings, request):
+    """A fresh in-memory cache per test: rate limits and the once-an-hour mail guard live
+    there, and the PostgreSQL run's Redis cache would carry them from test to test."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"contacts-{request.node.nodeid}",
+        }
+    }

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import csv
-import json
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -17,29 +15,19 @@ from django.views import View
 from django.views.generic import DetailView, FormView, ListView
 from django.views.generic.detail import SingleObjectMixin
 
-from contacts import selectors, services
-from contacts.forms import ContactFilterForm, ContactForm, ContactImportForm, MailingListForm
-from contacts.models import Contact, ContactImport, MailingList
-
-PAGE_SIZE = 50
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value: object) -> object:
-    """Make a text cell inert in spreadsheets by prefixing formula triggers with a quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
-class ForgivingPaginationMixin:
-    """A page number out of range or not a number shows the nearest page instead of a 404."""
-
-    def paginate_queryset(self, queryset, page_size):
-        paginator = Paginator(queryset, page_size)
-        page = paginator.get_page(self.request.GET.get("page"))
-        return paginator, page, page.object_list, page.has_other_pages()
+from contacts import privacy, selectors, services
+from contacts.forms import (
+    ContactFilterForm,
+    ContactForm,
+    ContactImportForm,
+    MailingListForm,
+)
+from contacts.models import (
+    Contact,
+    ContactImport,
+    MailingList,
+)
+from contacts.views.common import PAGE_SIZE, ForgivingPaginationMixin, csv_safe
 
 
 class ContactListView(ForgivingPaginationMixin, ListView):
@@ -71,21 +59,9 @@ class ContactDetailView(DetailView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         contact = self.object
-        context.setdefault(
-            "form",
-            ContactForm(
-                initial={
-                    "first_name": contact.first_name,
-                    "last_name": contact.last_name,
-                    "attributes": (
-                        json.dumps(contact.attributes, ensure_ascii=False, indent=2)
-                        if contact.attributes
-                        else ""
-                    ),
-                }
-            ),
-        )
+        context.setdefault("form", ContactForm(contact=contact))
         context["subscriptions"] = selectors.contact_subscriptions(contact)
+        context["timeline"] = privacy.contact_timeline(contact)
         return context
 
     def post(self, request, *args, **kwargs):
