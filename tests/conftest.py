@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from mailcenter.celery import app as celery_app
@@ -16,6 +18,16 @@ def _eager_celery(request):
     celery_app.conf.task_eager_propagates = True
     yield
     celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture(autouse=True)
+def _tracking_queue(request, settings):
+    """Opens and clicks are written in the request, except in the integration tests, which
+    queue them in Redis as deployed (keys of their own) and drain the queue to count."""
+    if request.node.get_closest_marker("integration"):
+        settings.MAILCENTER_TRACKING_QUEUE_PREFIX = f"mailcenter:test:{uuid.uuid4().hex}"
+    else:
+        settings.MAILCENTER_TRACKING_QUEUE = "direct"
 
 
 @pytest.fixture(autouse=True)

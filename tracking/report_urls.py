@@ -7,4 +7,14 @@ app_name = "reports"
 urlpatterns = [
     path("", report_views.ReportIndexView.as_view(), name="index"),
     path("<int:pk>/", report_views.CampaignReportView.as_view(), name="campaign"),
+    path(
+        "<int:pk>/recipients/",
+        report_views.CampaignRecipientsView.as_view(),
+        name="recipients",
+    ),
+    path(
+        "<int:pk>/recipients.csv",
+        report_views.campaign_recipients_csv,
+        name="recipients-csv",
+    ),
 ]

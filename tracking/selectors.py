@@ -1,41 +1,117 @@
-"""Reads for reports: what happened to a campaign's messages."""
+"""Reads for reports: what happened to a campaign's messages.
+
+Everything here reads the counters that tracking.aggregates keeps while events are
+written (a campaign's totals are a sum over its hourly rows), so a report costs the same
+for a hundred recipients as for a million. Only "recipients" and "sent" come from the
+messages themselves, through the (campaign, status) index.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from campaigns.models import Campaign, CampaignLink, Message
-from tracking.models import Event
+from tracking.models import CampaignHourly, ClientStat, DomainStat, Event, MessageActivity
+
+HOURLY_FIELDS = (
+    "opens",
+    "opens_unique",
+    "opens_machine",
+    "opens_unique_all",
+    "clicks",
+    "clicks_unique",
+    "clicks_machine",
+    "clicks_unique_all",
+    "unsubscribes",
+    "complaints",
+    "bounces_hard",
+    "bounces_soft",
+)
+
+# What the recipients list can be filtered by: name → MessageActivity condition.
+RECIPIENT_FILTERS = {
+    "opened": Q(opened_at__isnull=False),
+    "clicked": Q(clicked_at__isnull=False),
+    "unsubscribed": Q(unsubscribed_at__isnull=False),
+    "bounced": Q(bounced_at__isnull=False),
+    "complained": Q(complained_at__isnull=False),
+    "machine": Q(opened_any_at__isnull=False, opened_at__isnull=True)
+    | Q(clicked_any_at__isnull=False, clicked_at__isnull=True),
+}
+
+
+def _hourly_totals(campaign_id: int) -> dict[str, int]:
+    sums = CampaignHourly.objects.filter(campaign_id=campaign_id).aggregate(
+        **{name: Coalesce(Sum(name), 0) for name in HOURLY_FIELDS}
+    )
+    return {name: int(value) for name, value in sums.items()}
 
 
 def campaign_stats(campaign: Campaign) -> dict[str, Any]:
-    """The campaign's headline numbers, each from one aggregate query over its rows."""
+    """The campaign's headline numbers.
+
+    ``opens_*`` and ``clicks_*`` count people only; the ``*_all`` keys include machine
+    opens and clicks (Apple Mail Privacy Protection, scanners, bots). Unique counts are
+    per message. ``delivered`` is sent minus the messages that bounced.
+    """
     messages = Message.objects.filter(campaign=campaign).aggregate(
         recipients=Count("id"),
         sent=Count("id", filter=Q(status=Message.Status.SENT)),
         failed=Count("id", filter=Q(status=Message.Status.FAILED)),
     )
-    events = Event.objects.filter(campaign=campaign).aggregate(
-        opens_total=Count("id", filter=Q(kind=Event.Kind.OPEN)),
-        opens_unique=Count("message", filter=Q(kind=Event.Kind.OPEN), distinct=True),
-        clicks_total=Count("id", filter=Q(kind=Event.Kind.CLICK)),
-        clicks_unique=Count("message", filter=Q(kind=Event.Kind.CLICK), distinct=True),
-        unsubscribes=Count("message", filter=Q(kind=Event.Kind.UNSUBSCRIBE), distinct=True),
-    )
-    return {**messages, **events}
+    h = _hourly_totals(campaign.pk)
+    bounced = h["bounces_hard"] + h["bounces_soft"]
+    return {
+        **messages,
+        "delivered": max(0, messages["sent"] - bounced),
+        "opens_total": h["opens"],
+        "opens_unique": h["opens_unique"],
+        "clicks_total": h["clicks"],
+        "clicks_unique": h["clicks_unique"],
+        "opens_total_all": h["opens"] + h["opens_machine"],
+        "opens_unique_all": h["opens_unique_all"],
+        "clicks_total_all": h["clicks"] + h["clicks_machine"],
+        "clicks_unique_all": h["clicks_unique_all"],
+        "unsubscribes": h["unsubscribes"],
+        "bounces_hard": h["bounces_hard"],
+        "bounces_soft": h["bounces_soft"],
+        "complaints": h["complaints"],
+    }
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 1) if whole else 0.0
+
+
+def campaign_funnel(stats: dict[str, Any]) -> dict[str, Any]:
+    """Rates for the funnel: opens and clicks over delivered messages, click-to-open over
+    openers; the same with machines included, to show where they differ."""
+    delivered = stats["delivered"]
+    return {
+        "open_rate": _rate(stats["opens_unique"], delivered),
+        "click_rate": _rate(stats["clicks_unique"], delivered),
+        "click_to_open": _rate(stats["clicks_unique"], stats["opens_unique"]),
+        "open_rate_all": _rate(stats["opens_unique_all"], delivered),
+        "click_rate_all": _rate(stats["clicks_unique_all"], delivered),
+        "bounce_rate": _rate(stats["bounces_hard"] + stats["bounces_soft"], stats["sent"]),
+        "unsubscribe_rate": _rate(stats["unsubscribes"], delivered),
+        "complaint_rate": _rate(stats["complaints"], delivered),
+        "delivery_rate": _rate(delivered, stats["sent"]),
+    }
 
 
 def campaign_link_stats(campaign: Campaign) -> list[dict[str, Any]]:
-    """Clicks per tracked link, total and unique (by message), in link order."""
+    """Clicks per tracked link by people, total and unique (by message), in link order."""
     rows = (
         CampaignLink.objects.filter(campaign=campaign)
         .annotate(
-            clicks_total=Count("event", filter=Q(event__kind=Event.Kind.CLICK)),
-            clicks_unique=Count(
-                "event__message", filter=Q(event__kind=Event.Kind.CLICK), distinct=True
-            ),
+            clicks_total=Coalesce(F("stat__clicks"), 0),
+            clicks_unique=Coalesce(F("stat__clicks_unique"), 0),
+            clicks_machine=Coalesce(F("stat__clicks_machine"), 0),
         )
         .order_by("index")
     )
@@ -50,6 +126,107 @@ def campaign_link_stats(campaign: Campaign) -> list[dict[str, Any]]:
     ]
 
 
+def campaign_link_rows(campaign: Campaign) -> list[dict[str, Any]]:
+    """The report's link table: campaign_link_stats plus machine clicks."""
+    rows = (
+        CampaignLink.objects.filter(campaign=campaign)
+        .annotate(
+            clicks_total=Coalesce(F("stat__clicks"), 0),
+            clicks_unique=Coalesce(F("stat__clicks_unique"), 0),
+            clicks_machine=Coalesce(F("stat__clicks_machine"), 0),
+        )
+        .order_by("index")
+    )
+    return [
+        {
+            "index": r.index,
+            "url": r.url,
+            "clicks_total": r.clicks_total,
+            "clicks_unique": r.clicks_unique,
+            "clicks_machine": r.clicks_machine,
+        }
+        for r in rows
+    ]
+
+
+def campaign_timeline(campaign: Campaign, *, max_hours: int = 24 * 14) -> dict[str, list]:
+    """Opens and clicks per hour since sending started (hour 0 is the start's hour), people
+    and machines apart, every hour present so a chart's axis is even."""
+    rows = list(CampaignHourly.objects.filter(campaign=campaign).order_by("hour"))
+    start = campaign.started_at or (rows[0].hour if rows else None)
+    if start is None:
+        return {"hours": [], "opens": [], "clicks": [], "opens_machine": [], "clicks_machine": []}
+    start = start.replace(minute=0, second=0, microsecond=0)
+    by_hour: dict[int, CampaignHourly] = {}
+    for row in rows:
+        offset = int((row.hour - start).total_seconds() // 3600)
+        if 0 <= offset < max_hours:
+            by_hour[offset] = row
+    last = max(by_hour) if by_hour else 0
+    hours = list(range(max(last + 1, 24)))
+    pick = lambda attr: [getattr(by_hour[h], attr) if h in by_hour else 0 for h in hours]  # noqa: E731
+    return {
+        "hours": hours,
+        "opens": pick("opens"),
+        "clicks": pick("clicks"),
+        "opens_machine": pick("opens_machine"),
+        "clicks_machine": pick("clicks_machine"),
+    }
+
+
+def campaign_domains(campaign: Campaign, *, limit: int = 20) -> list[DomainStat]:
+    """The recipient domains with the most recipients (or engagement), with rates."""
+    rows = list(
+        DomainStat.objects.filter(campaign=campaign).order_by("-recipients", "-opened", "domain")[
+            :limit
+        ]
+    )
+    for row in rows:
+        row.open_rate = _rate(row.opened, row.recipients)
+        row.click_rate = _rate(row.clicked, row.recipients)
+    return rows
+
+
+def campaign_clients(campaign: Campaign) -> dict[str, list[dict[str, Any]]]:
+    """People who opened, by mail client and by device."""
+    rows = ClientStat.objects.filter(campaign=campaign)
+    clients = rows.values("client").annotate(opened=Sum("opened")).order_by("-opened", "client")
+    devices = rows.values("device").annotate(opened=Sum("opened")).order_by("-opened", "device")
+    return {"clients": list(clients), "devices": list(devices)}
+
+
+def campaign_recipients(campaign: Campaign, what: str) -> QuerySet[MessageActivity]:
+    """Recipients who did ``what`` (a RECIPIENT_FILTERS key), newest first; unknown
+    filters give every recipient with any activity."""
+    rows = MessageActivity.objects.filter(campaign=campaign).select_related("message")
+    condition = RECIPIENT_FILTERS.get(what)
+    if condition is not None:
+        rows = rows.filter(condition)
+    return rows.order_by("-message_id")
+
+
+def bounce_events(
+    *, campaign_id: int | None = None, contact_id: int | None = None, limit: int = 50
+) -> list[Event]:
+    """The latest bounces and complaints of a campaign or a contact, newest first, with
+    what the receiving side said (code and diagnostic)."""
+    events = Event.objects.filter(kind__in=[Event.Kind.BOUNCE, Event.Kind.COMPLAINT])
+    if campaign_id is not None:
+        events = events.filter(campaign_id=campaign_id)
+    if contact_id is not None:
+        events = events.filter(message__contact_id=contact_id)
+    return list(events.select_related("message", "campaign").order_by("-created_at", "-id")[:limit])
+
+
+def _hourly_sum(field: str) -> Subquery:
+    return Subquery(
+        CampaignHourly.objects.filter(campaign=OuterRef("pk"))
+        .values("campaign")
+        .annotate(total=Sum(field))
+        .values("total")[:1]
+    )
+
+
 def campaigns_overview():
     """Campaigns that have been sent or are sending, with their counters for the index."""
     return (
@@ -58,12 +235,61 @@ def campaigns_overview():
             sent_count=Count(
                 "messages", filter=Q(messages__status=Message.Status.SENT), distinct=True
             ),
-            opens_unique=Count(
-                "events__message", filter=Q(events__kind=Event.Kind.OPEN), distinct=True
-            ),
-            clicks_unique=Count(
-                "events__message", filter=Q(events__kind=Event.Kind.CLICK), distinct=True
-            ),
+            # Subqueries: summed over the messages join, the counters would multiply.
+            opens_unique=Coalesce(_hourly_sum("opens_unique"), 0),
+            clicks_unique=Coalesce(_hourly_sum("clicks_unique"), 0),
         )
         .order_by("-started_at", "-id")
     )
+
+
+def dashboard_trends(*, campaigns: int = 20, since: datetime | None = None) -> dict[str, list]:
+    """Open, click, bounce and unsubscribe rates of the latest sent campaigns, oldest
+    first, for the dashboard's trend chart. Sent counts use the campaigns' recipient
+    counts (stored at start) so no message table is scanned."""
+    recent = Campaign.objects.exclude(status=Campaign.Status.DRAFT).exclude(started_at=None)
+    if since is not None:
+        recent = recent.filter(started_at__gte=since)
+    ids = list(recent.order_by("-started_at").values_list("id", flat=True)[:campaigns])
+    sums = {
+        row["campaign_id"]: row
+        for row in CampaignHourly.objects.filter(campaign_id__in=ids)
+        .values("campaign_id")
+        .annotate(
+            o=Sum("opens_unique"),
+            c=Sum("clicks_unique"),
+            u=Sum("unsubscribes"),
+            b=Sum(F("bounces_hard") + F("bounces_soft")),
+        )
+    }
+    out: dict[str, list] = {
+        "labels": [],
+        "open_rate": [],
+        "click_rate": [],
+        "bounce_rate": [],
+        "unsubscribe_rate": [],
+    }
+    for c in Campaign.objects.filter(id__in=ids).order_by("started_at"):
+        row = sums.get(c.pk, {})
+        whole = c.recipients_count
+        out["labels"].append(f"{c.started_at:%Y-%m-%d} {c.name}"[:40])
+        out["open_rate"].append(_rate(row.get("o") or 0, whole))
+        out["click_rate"].append(_rate(row.get("c") or 0, whole))
+        out["bounce_rate"].append(_rate(row.get("b") or 0, whole))
+        out["unsubscribe_rate"].append(_rate(row.get("u") or 0, whole))
+    return out
+
+
+def domain_stats_stale(campaign: Campaign, *, now: datetime, max_age: timedelta) -> bool:
+    """Whether the recipients-per-domain counts need counting (again)."""
+    counted = (
+        DomainStat.objects.filter(campaign=campaign, counted_at__isnull=False)
+        .order_by("counted_at")
+        .values_list("counted_at", flat=True)
+        .first()
+    )
+    if counted is None:
+        return True
+    if campaign.status == Campaign.Status.SENDING:
+        return now - counted > max_age
+    return campaign.finished_at is not None and counted < campaign.finished_at

@@ -18,8 +18,9 @@ from django.views.decorators.http import require_http_methods
 from campaigns import rendering
 from campaigns.models import CampaignLink, Message
 from mailcenter.views import SANDBOX_CSP
-from tracking import services, tokens
+from tracking import queue, services, tokens
 from tracking.models import Event
+from tracking.services import Hit
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
@@ -35,12 +36,23 @@ def _message(kind: str, token: str) -> tuple[Message, int | None]:
     return message, link_index
 
 
+def _token(kind: str, token: str) -> tuple[int, int | None]:
+    try:
+        return tokens.read_token(kind, token)
+    except tokens.BadToken:
+        raise Http404 from None
+
+
 @login_not_required
 @never_cache
 @require_http_methods(["GET", "HEAD"])
 def open_pixel(request, token: str) -> HttpResponse:
-    message, _index = _message("open", token)
-    services.event_record(Event.Kind.OPEN, message, meta=request.META)
+    """Answer at once: the hit is queued (tracking.queue) and written by the writer. The
+    only database work is an indexed read that 404s a message that does not exist."""
+    message_id, _index = _token("open", token)
+    if not Message.objects.filter(pk=message_id).exists():
+        raise Http404
+    queue.hit_record(Hit.from_request(Event.Kind.OPEN, message_id, None, request.META))
     return HttpResponse(PIXEL, content_type="image/gif")
 
 
@@ -48,12 +60,17 @@ def open_pixel(request, token: str) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "HEAD"])
 def click(request, token: str) -> HttpResponse:
-    message, index = _message("click", token)
-    link = CampaignLink.objects.filter(campaign_id=message.campaign_id, index=index).first()
-    if link is None:
+    """Redirect to the campaign's stored link (one indexed read), queue the hit."""
+    message_id, index = _token("click", token)
+    url = (
+        CampaignLink.objects.filter(campaign__messages__pk=message_id, index=index)
+        .values_list("url", flat=True)
+        .first()
+    )
+    if url is None:
         raise Http404
-    services.event_record(Event.Kind.CLICK, message, link=link, meta=request.META)
-    return HttpResponseRedirect(link.url)
+    queue.hit_record(Hit.from_request(Event.Kind.CLICK, message_id, index, request.META))
+    return HttpResponseRedirect(url)
 
 
 @login_not_required

@@ -12,6 +12,11 @@ from tracking.models import Event
 
 pytestmark = pytest.mark.django_db
 
+BROWSER = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
 
 @pytest.fixture
 def sent(django_capture_on_commit_callbacks):
@@ -90,11 +95,13 @@ def test_webview_is_sandboxed_and_personalised(client, sent):
     assert message.contact.first_name in response.content.decode()
 
 
-def test_report_shows_the_numbers(auth_client, client, sent):
+def test_report_shows_the_numbers(auth_client, client, sent, settings):
+    settings.MAILCENTER_SCANNER_SECONDS = 0  # the click below comes right after sending
     campaign, (message, other) = sent
-    client.get(f"/t/o/{tokens.make_token('open', message.pk)}/")
-    client.get(f"/t/o/{tokens.make_token('open', message.pk)}/")
-    client.get(f"/t/c/{tokens.make_token('click', other.pk, 0)}/")
+    browser = {"HTTP_USER_AGENT": BROWSER}
+    client.get(f"/t/o/{tokens.make_token('open', message.pk)}/", **browser)
+    client.get(f"/t/o/{tokens.make_token('open', message.pk)}/", **browser)
+    client.get(f"/t/c/{tokens.make_token('click', other.pk, 0)}/", **browser)
     response = auth_client.get(f"/reports/{campaign.pk}/")
     html = response.content.decode()
     assert response.status_code == 200

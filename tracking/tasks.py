@@ -1,0 +1,13 @@
+"""Celery entry points for tracking: the writer that empties the hit queue."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(ignore_result=True)
+def hits_drain_task() -> None:
+    from tracking.queue import hits_drain
+
+    # Bounded, so a flood is written by several short tasks rather than one endless one.
+    hits_drain(max_batches=50)
