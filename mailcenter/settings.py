@@ -179,7 +179,23 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick", "schedule": 30.0},
+    # Writes the opens and clicks queued in Redis by the tracking endpoints.
+    "tracking-hits-drain": {"task": "tracking.tasks.hits_drain_task", "schedule": 2.0},
 }
+
+# --- Cache -------------------------------------------------------------------------------
+# Rate limits (subscription forms) must be shared by every web process once there are
+# several, so Redis when the broker is Redis; a per-process memory cache when embedded.
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CELERY_BROKER_URL,
+            "KEY_PREFIX": "mailcenter",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Delivery ----------------------------------------------------------------------------
 # Named senders, like CACHES. MAILCENTER_SENDERS takes JSON; the SMTP_* variables are a
@@ -211,6 +227,12 @@ MAILCENTER_BATCH_SIZE = int(os.environ.get("MAILCENTER_BATCH_SIZE", "200"))
 MAILCENTER_SEND_CONCURRENCY = int(os.environ.get("MAILCENTER_SEND_CONCURRENCY", "4"))
 MAILCENTER_CLAIM_TIMEOUT = int(os.environ.get("MAILCENTER_CLAIM_TIMEOUT", "600"))
 MAILCENTER_IMPORT_MAX_BYTES = int(os.environ.get("MAILCENTER_IMPORT_MAX_BYTES", str(50 * 2**20)))
+# DKIM and DNS checks (read through mailcenter/domains/conf.py). The key secret encrypts DKIM
+# private keys in the database; unset, SECRET_KEY does. Comma-separated: first encrypts.
+MAILCENTER_DKIM_KEY_SECRET = os.environ.get("MAILCENTER_DKIM_KEY_SECRET", "")
+MAILCENTER_DKIM_CACHE_SECONDS = float(os.environ.get("MAILCENTER_DKIM_CACHE_SECONDS", "60"))
+MAILCENTER_DNS_RESOLVER = os.environ.get("MAILCENTER_DNS_RESOLVER", "")
+MAILCENTER_DNS_TIMEOUT = float(os.environ.get("MAILCENTER_DNS_TIMEOUT", "3"))
 
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", f"mailcenter@{MAILCENTER_BOUNCE_DOMAIN}")
 # Django's own mail (password reset) goes through the default named sender, so nothing
