@@ -195,7 +195,13 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # A file cache is shared by the web workers of the one machine (rate limits hold).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
 
 # --- Delivery ----------------------------------------------------------------------------
 # Named senders, like CACHES. MAILCENTER_SENDERS takes JSON; the SMTP_* variables are a

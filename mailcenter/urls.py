@@ -1,11 +1,21 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mailcenter import views
+from mailcenter.ratelimit import limit_posts
+
+# Public forms: guessing passwords and mail-bombing through "reset password" are throttled.
+login_view = limit_posts("login", limit=10, window=15 * 60)(auth_views.LoginView.as_view())
+password_reset_view = limit_posts("password-reset", limit=5, window=60 * 60)(
+    auth_views.PasswordResetView.as_view()
+)
 
 urlpatterns = [
     path("", views.DashboardView.as_view(), name="dashboard"),
+    path("accounts/login/", login_view, name="login"),
+    path("accounts/password_reset/", password_reset_view, name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("settings/", include("mailcenter.settings_urls")),
     path("contacts/", include("contacts.urls")),

@@ -31,6 +31,17 @@ def _tracking_queue(request, settings):
 
 
 @pytest.fixture(autouse=True)
+def _private_cache(settings):
+    """Each test gets an empty cache, so rate limits and cached lookups never leak."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"test-{uuid.uuid4().hex}",
+        }
+    }
+
+
+@pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     # Password hashing is deliberately slow; tests log in often.

@@ -87,3 +87,28 @@ def test_wrong_password_says_so(client, user):
     response = client.post("/accounts/login/", {"username": "marketer", "password": "nope"})
     assert response.status_code == 200
     assert "correct username and password" in response.content.decode()
+
+
+def test_login_attempts_are_rate_limited_per_address(client, user):
+    for _ in range(10):
+        response = client.post("/accounts/login/", {"username": "marketer", "password": "no"})
+        assert response.status_code == 200
+    response = client.post("/accounts/login/", {"username": "marketer", "password": "no"})
+    assert response.status_code == 429
+    assert "Too many attempts" in response.content.decode()
+    assert response["Retry-After"] == str(15 * 60)
+    # another address is not affected
+    other = client.post(
+        "/accounts/login/",
+        {"username": "marketer", "password": "correct horse battery staple"},
+        REMOTE_ADDR="10.9.8.7",
+    )
+    assert other.status_code == 302
+
+
+def test_password_reset_is_rate_limited(client, user, settings):
+    for _ in range(5):
+        assert (
+            client.post("/accounts/password_reset/", {"email": "x@example.com"}).status_code == 302
+        )
+    assert client.post("/accounts/password_reset/", {"email": "x@example.com"}).status_code == 429
