@@ -37,7 +37,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+import benchdb
 
 ROOT = Path(__file__).resolve().parent.parent
 SMTP_SINK = Path("/usr/sbin/smtp-sink")
@@ -72,36 +73,18 @@ def parse_args() -> argparse.Namespace:
 # --- database ------------------------------------------------------------------------------
 
 
-def _postgres_admin_dsn(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/postgres", query=""))
-
-
 def prepare_database(tmpdir: Path) -> tuple[str, str | None]:
     """Point DATABASE_URL at a fresh database; return (kind, admin dsn to drop it with)."""
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith(("postgres://", "postgresql://", "pgsql://")):
-        import psycopg
-
-        admin = _postgres_admin_dsn(url.replace("pgsql://", "postgres://", 1))
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {BENCH_DB}")
-        os.environ["DATABASE_URL"] = urlunsplit(urlsplit(url)._replace(path=f"/{BENCH_DB}"))
-        return "postgresql", admin
+        return "postgresql", benchdb.create(url, BENCH_DB)
     os.environ["DATABASE_URL"] = f"sqlite:///{tmpdir / 'bench.sqlite3'}"
     return "sqlite", None
 
 
 def drop_database(admin: str | None) -> None:
-    if admin is None:
-        return
-    import psycopg
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+    if admin is not None:
+        benchdb.drop(admin, BENCH_DB)
 
 
 # --- the sink ------------------------------------------------------------------------------

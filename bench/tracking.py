@@ -40,7 +40,8 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+import benchdb
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "mailcenter_bench_tracking"
@@ -127,26 +128,14 @@ def stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
 
 
 def prepare_database() -> str:
-    import psycopg
-
     url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     if not url.startswith(("postgres://", "postgresql://")):
         raise SystemExit("bench/tracking.py needs PostgreSQL: set DATABASE_URL=postgres://...")
-    admin = urlunsplit(urlsplit(url)._replace(path="/postgres", query=""))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    os.environ["DATABASE_URL"] = urlunsplit(urlsplit(url)._replace(path=f"/{BENCH_DB}"))
-    return admin
+    return benchdb.create(url, BENCH_DB)
 
 
 def drop_database(admin: str) -> None:
-    import psycopg
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+    benchdb.drop(admin, BENCH_DB)
 
 
 def create_fixtures(n: int) -> tuple[int, list[str], list[str]]:
