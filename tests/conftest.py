@@ -74,3 +74,26 @@ def smtp_sender(settings, smtp_sink):
     """Make the default sender relay to ``smtp_sink``."""
     settings.MAILCENTER_SENDERS = {"default": smtp_sink.sender_config()}
     return smtp_sink
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """A headless Chromium, closed after the test."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
+    from django.db import connections
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    # Playwright's sync API keeps an event loop on this thread, which Django takes for an
+    # async context; the ORM calls a test makes between browser steps are plain blocking
+    # calls, so that guard does not apply.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+        # ORM calls made while Playwright's loop ran got their own connections; close them
+        # here or they outlive the test and block dropping a PostgreSQL test database.
+        connections.close_all()

@@ -6,21 +6,16 @@ Headless Debian Chromium through Playwright against the live server, like tests/
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from django.db import connections
 from django.urls import reverse
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+from tests.browser import BROWSER_MARKS
+
 PASSWORD = "correct horse battery staple"
 TIMEOUT_MS = 20_000
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)"),
-]
+pytestmark = BROWSER_MARKS
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
 expect = sync_api.expect
 
@@ -32,18 +27,6 @@ CSV = (
     "cy@example.com,Cy,33\n"
     "dan@example.com,Dan,12\n"
 )
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-        connections.close_all()
 
 
 def test_nested_segment_count_matches_the_database(

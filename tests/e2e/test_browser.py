@@ -12,19 +12,15 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from django.db import connections
 from django.urls import reverse
 
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.browser import BROWSER_MARKS
+
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "correct horse battery staple"
 TIMEOUT_MS = 20_000
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)"),
-]
+pytestmark = BROWSER_MARKS
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
 expect = sync_api.expect
 
@@ -45,24 +41,6 @@ Our new collection has arrived.</p>
 <p style="font-size:12px"><a href="{{ unsubscribe_url }}">Unsubscribe</a> ·
 <a href="{{ webview_url }}">View online</a></p>
 </body></html>"""
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    # Playwright's sync API keeps an event loop on this thread, which Django takes for an
-    # async context; the ORM calls the test makes between browser steps are plain blocking
-    # calls, so that guard does not apply.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-        # ORM calls made while Playwright's loop runs get their own connections (Django
-        # keys connections by async context); close them here, in that context, or they
-        # outlive the test and block dropping a PostgreSQL test database.
-        connections.close_all()
 
 
 @pytest.fixture

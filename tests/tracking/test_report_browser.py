@@ -9,21 +9,14 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from tests.browser import BROWSER_MARKS
 from tests.tracking.test_reports import _traffic, campaign  # noqa: F401  (fixture)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)"),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
+pytestmark = BROWSER_MARKS
 
 
 @pytest.mark.django_db(transaction=True)
-def test_report_charts_render_with_data(live_server, campaign, user, monkeypatch, tmp_path):  # noqa: F811
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def test_report_charts_render_with_data(live_server, campaign, user, browser, tmp_path):  # noqa: F811
     _traffic(Client(), campaign)
     session = Client()
     session.force_login(user)
@@ -33,41 +26,32 @@ def test_report_charts_render_with_data(live_server, campaign, user, monkeypatch
         "url": live_server.url,
     }
     shots = Path(os.environ.get("MAILCENTER_SCREENSHOTS", tmp_path))
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            for name, viewport in [("desktop", (1280, 900)), ("phone", (390, 844))]:
-                context = browser.new_context(
-                    viewport={"width": viewport[0], "height": viewport[1]}
-                )
-                context.add_cookies([cookie])
-                page = context.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
-                page.goto(f"{live_server.url}/reports/{campaign.pk}/")
-                for chart in ("funnel", "timeline", "clients"):
-                    canvas = page.locator(f'canvas[data-chart="{chart}"][data-rendered]')
-                    canvas.wait_for(timeout=20_000)
-                    assert int(canvas.get_attribute("data-rendered")) > 0, chart
-                    box = canvas.bounding_box()
-                    assert box["width"] > 200 and box["height"] > 150, (chart, box)
-                    assert box["x"] + box["width"] <= viewport[0] + 1, "wider than the screen"
-                    # Chart.js drew something: the canvas is not blank
-                    painted = page.evaluate(
-                        """(c) => { const d = c.getContext('2d')
-                              .getImageData(0, 0, c.width, c.height).data;
-                            for (let i = 3; i < d.length; i += 4) { if (d[i]) return true; }
-                            return false; }""",
-                        canvas.element_handle(),
-                    )
-                    assert painted, chart
-                page.screenshot(path=str(shots / f"report-{name}.png"), full_page=True)
-                page.goto(f"{live_server.url}/reports/")
-                trends = page.locator('canvas[data-chart="trends"][data-rendered]')
-                trends.wait_for(timeout=20_000)
-                assert not errors, errors
-                context.close()
-        finally:
-            browser.close()
+    for name, viewport in [("desktop", (1280, 900)), ("phone", (390, 844))]:
+        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        context.add_cookies([cookie])
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+        page.goto(f"{live_server.url}/reports/{campaign.pk}/")
+        for chart in ("funnel", "timeline", "clients"):
+            canvas = page.locator(f'canvas[data-chart="{chart}"][data-rendered]')
+            canvas.wait_for(timeout=20_000)
+            assert int(canvas.get_attribute("data-rendered")) > 0, chart
+            box = canvas.bounding_box()
+            assert box["width"] > 200 and box["height"] > 150, (chart, box)
+            assert box["x"] + box["width"] <= viewport[0] + 1, "wider than the screen"
+            # Chart.js drew something: the canvas is not blank
+            painted = page.evaluate(
+                """(c) => { const d = c.getContext('2d')
+                      .getImageData(0, 0, c.width, c.height).data;
+                    for (let i = 3; i < d.length; i += 4) { if (d[i]) return true; }
+                    return false; }""",
+                canvas.element_handle(),
+            )
+            assert painted, chart
+        page.screenshot(path=str(shots / f"report-{name}.png"), full_page=True)
+        page.goto(f"{live_server.url}/reports/")
+        trends = page.locator('canvas[data-chart="trends"][data-rendered]')
+        trends.wait_for(timeout=20_000)
+        assert not errors, errors
+        context.close()
