@@ -8,6 +8,7 @@ than constants so that a test's ``settings`` override applies.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.conf import settings
 
@@ -86,3 +87,87 @@ def tick_idle_seconds() -> float:
     """Idle time after which the tick restarts a sending campaign's tasks
     (``MAILCENTER_TICK_IDLE_SECONDS``)."""
     return _number("MAILCENTER_TICK_IDLE_SECONDS", DEFAULT_TICK_IDLE_SECONDS)
+
+
+# -- throttling ----------------------------------------------------------------------------
+
+# Messages per minute per destination domain for the large mailbox providers, from one
+# sending IP/account. They publish no numbers, only that bursts from a new or cold sender
+# are deferred (Gmail 421 4.7.28, Outlook 451 4.7.650, Yahoo 421 4.7.0 [TS]); these
+# figures are conservative and overridable with MAILCENTER_DOMAIN_RATES. "*" would apply
+# to every other domain.
+DEFAULT_DOMAIN_RATES: dict[str, int] = {
+    **dict.fromkeys(["gmail.com", "googlemail.com"], 1200),
+    **dict.fromkeys(["outlook.com", "hotmail.com", "live.com", "msn.com"], 600),
+    **dict.fromkeys(["yahoo.com", "ymail.com", "aol.com"], 600),
+    **dict.fromkeys(["icloud.com", "me.com", "mac.com"], 300),
+    **dict.fromkeys(["mail.ru", "bk.ru", "list.ru", "inbox.ru", "yandex.ru", "ya.ru"], 300),
+}
+# Parallel connections per destination domain, for backends that connect to the
+# recipient's own servers (``mx``). Gmail and Outlook start deferring past about ten.
+DEFAULT_DOMAIN_CONNECTIONS: dict[str, int] = {"*": 10}
+# Longest a send task waits for the limiter before handing over to a fresh task.
+DEFAULT_THROTTLE_MAX_WAIT = 1.0
+# Messages put back by a domain limit within this horizon are waited for by the task chain;
+# longer holds (a slowed-down domain's minutes) are left to the periodic tick.
+DEFAULT_THROTTLE_HORIZON = 60.0
+
+
+def _mapping(name: str, default: dict[str, int]) -> dict[str, int]:
+    value = getattr(settings, name, None)
+    if value is None and os.environ.get(name):
+        import json
+
+        value = json.loads(os.environ[name])
+    merged = dict(default)
+    merged.update({str(k).lower(): int(v) for k, v in (value or {}).items()})
+    return merged
+
+
+def domain_rates() -> dict[str, int]:
+    """Messages per minute per destination domain, the defaults above overridden by
+    ``MAILCENTER_DOMAIN_RATES`` (a dict, or JSON in the environment); 0 means no limit."""
+    return _mapping("MAILCENTER_DOMAIN_RATES", DEFAULT_DOMAIN_RATES)
+
+
+def domain_connections() -> dict[str, int]:
+    """Parallel connections per destination domain for the ``mx`` backend
+    (``MAILCENTER_DOMAIN_CONNECTIONS``, "*" for any domain); 0 means no limit."""
+    return _mapping("MAILCENTER_DOMAIN_CONNECTIONS", DEFAULT_DOMAIN_CONNECTIONS)
+
+
+def domain_limit(table: dict[str, int], domain: str) -> int:
+    """The domain's entry, else the "*" entry, else 0 (no limit)."""
+    return table.get(domain, table.get("*", 0))
+
+
+def throttle_max_wait() -> float:
+    """Longest wait inside a send task for the limiter (``MAILCENTER_THROTTLE_MAX_WAIT``)."""
+    return _number("MAILCENTER_THROTTLE_MAX_WAIT", DEFAULT_THROTTLE_MAX_WAIT)
+
+
+def throttle_horizon() -> float:
+    """Put-backs due within this many seconds keep the task chain waiting
+    (``MAILCENTER_THROTTLE_HORIZON``)."""
+    return _number("MAILCENTER_THROTTLE_HORIZON", DEFAULT_THROTTLE_HORIZON)
+
+
+def sender_throttle(alias: str) -> tuple[list[Any], int]:
+    """The sender's sliding windows and concurrency, from its OPTIONS: ``rate`` (messages
+    per second), ``window`` ({"count": N, "seconds": S}, or a list of them) and
+    ``concurrency`` (batches in flight at once). ([], 0) when it sets none."""
+    from mailcenter.delivery.throttle import Limit
+
+    options = (getattr(settings, "MAILCENTER_SENDERS", {}).get(alias) or {}).get("OPTIONS") or {}
+    limits: list[Limit] = []
+    rate = float(options.get("rate") or 0)
+    if rate > 0:
+        # 10/s → 10 per second; 0.5/s → 1 per 2 seconds; 2.5/s → 2 per 0.8 s.
+        count = max(int(rate), 1)
+        limits.append(Limit(count, count / rate))
+    windows = options.get("window") or []
+    for window in [windows] if isinstance(windows, dict) else windows:
+        count, seconds = int(window.get("count") or 0), float(window.get("seconds") or 0)
+        if count > 0 and seconds > 0:
+            limits.append(Limit(count, seconds))
+    return limits, int(options.get("concurrency") or 0)

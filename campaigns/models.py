@@ -114,3 +114,33 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id} → {self.email}"
+
+
+class ThrottleLock(models.Model):
+    """One row per throttle key (``sender:default``, ``domain:gmail.com``), locked while
+    the database rate limiter reads and updates that key's entries
+    (``mailcenter.delivery.throttle.DatabaseLimiter``; Redis deployments never use it)."""
+
+    key = models.CharField(max_length=300, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ThrottleEntry(models.Model):
+    """Messages counted in a sliding window (``count`` of them, leaving the window at
+    ``expires_at``), or one slot held until released or ``expires_at``."""
+
+    key = models.CharField(max_length=320)
+    token = models.CharField(max_length=32)
+    count = models.IntegerField(default=1)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["key", "expires_at"]),
+            models.Index(fields=["token"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} x{self.count}"

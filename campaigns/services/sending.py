@@ -39,8 +39,10 @@ from mailcenter.delivery import (
     UnknownSender,
     enhanced_status,
     get_backend,
+    throttle,
 )
 from mailcenter.domains.signing import dkim_sign_message
+from tracking.webhooks import services as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,16 @@ def campaign_start(campaign_id: int) -> Campaign:
         except UnknownSender:
             raise CampaignError(
                 _("The sender “%(name)s” is not configured.") % {"name": campaign.sender}
+            ) from None
+        try:
+            # Checked here so that a typo fails the start, not every send task.
+            conf.sender_throttle(campaign.sender)
+            conf.domain_rates()
+            conf.domain_connections()
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise CampaignError(
+                _("The throttling settings of sender “%(name)s” are invalid: %(error)s")
+                % {"name": campaign.sender, "error": exc}
             ) from None
         try:
             rendering.validate_content(campaign.subject, campaign.html)
@@ -311,6 +323,8 @@ def messages_record_results(token: str, results: list[Result], now: datetime | N
     with transaction.atomic():
         if accepted:
             _accepted_record(token, accepted, now)
+            # Outgoing "delivered" webhooks commit with the results, so a crash loses none.
+            webhooks.delivered_enqueue(list(accepted))
         if not by_id:
             return
         rows = list(
@@ -410,12 +424,157 @@ def _outgoing(compiled: rendering.CompiledCampaign, message: Message) -> Outgoin
 
 
 def campaign_send_batch(campaign_id: int, size: int | None = None) -> bool:
-    """Claim, render, send and record one batch. Return True if more work may remain."""
+    """Claim, render, send and record one batch. Return True if more work may remain.
+
+    Throttled (``mailcenter.delivery.throttle``, shared by every worker): the sender's
+    ``concurrency`` caps the batches in flight, its ``rate``/``window`` cut the batch to
+    what they allow before claiming, and each destination domain's messages per minute
+    (and, for ``mx``, its parallel connections) put the excess back in the queue for a
+    moment. Nothing is failed for a limit, and a task never waits longer than
+    ``MAILCENTER_THROTTLE_MAX_WAIT`` for one: it hands over to a fresh task instead.
+    """
     size = size or settings.MAILCENTER_BATCH_SIZE
-    token, claimed = messages_claim(campaign_id, size)
-    if not claimed:
+    sender = Campaign.objects.filter(pk=campaign_id).values_list("sender", flat=True).first()
+    if sender is None:
+        return False
+    limits, concurrency = conf.sender_throttle(sender)
+    limiter = throttle.get_limiter()
+    slot = None
+    if concurrency:
+        ttl = float(settings.MAILCENTER_CLAIM_TIMEOUT)
+        slot = limiter.slot_acquire(f"sender:{sender}", concurrency, ttl)
+        if slot is None:
+            return _throttled(campaign_id, conf.throttle_max_wait())
+    try:
+        return _send_batch(campaign_id, sender, size, limits, limiter)
+    finally:
+        if slot:
+            limiter.slot_release(f"sender:{sender}", slot)
+
+
+def _throttled(campaign_id: int, wait: float) -> bool:
+    """A limit said not now: wait a bounded moment, then go on if there is still work."""
+    now = throttle.now()
+    if not Message.objects.filter(
+        _due(now + timedelta(seconds=wait)),
+        campaign_id=campaign_id,
+        campaign__status=Campaign.Status.SENDING,
+    ).exists():
         campaign_finish_if_done(campaign_id)
         return False
+    throttle.sleep(max(0.0, min(wait, conf.throttle_max_wait())))
+    return True
+
+
+def _put_back(token: str, ids: list[int], until: datetime) -> None:
+    """Return claimed messages to the queue unsent: a limit, not a failed attempt."""
+    Message.objects.filter(claim_token=token, status=Message.Status.SENDING, id__in=ids).update(
+        status=Message.Status.QUEUED,
+        claim_token="",
+        next_attempt_at=until,
+        attempts=F("attempts") - 1,
+    )
+
+
+def _domains_throttle(
+    limiter: throttle.Limiter, token: str, claimed: list[Message], mx: bool, now: datetime
+) -> tuple[list[Message], list[tuple[str, str]]]:
+    """Keep the claimed messages each destination domain's limits allow; put the rest back.
+
+    Returns the messages to send and the domain connection slots taken (to release).
+    """
+    rates, connections = conf.domain_rates(), conf.domain_connections()
+    by_domain: dict[str, list[Message]] = {}
+    for message in claimed:
+        by_domain.setdefault(_domain(message.email), []).append(message)
+    keep: list[Message] = []
+    slots: list[tuple[str, str]] = []
+    held: dict[float, list[int]] = {}
+    at = now.timestamp()
+    for domain, messages in by_domain.items():
+        allowed, wait = len(messages), 0.0
+        per_minute = conf.domain_limit(rates, domain)
+        if per_minute > 0:
+            grant = limiter.acquire(
+                f"domain:{domain}", [throttle.Limit(per_minute, 60.0)], len(messages), at=at
+            )
+            allowed, wait = grant.count, grant.retry_after
+        parallel = conf.domain_limit(connections, domain) if mx else 0
+        if parallel > 0 and allowed:
+            key = f"domain-connections:{domain}"
+            ttl = float(settings.MAILCENTER_CLAIM_TIMEOUT)
+            slot = limiter.slot_acquire(key, parallel, ttl, at=at)
+            if slot is None:
+                if per_minute > 0:
+                    limiter.release(grant, allowed)
+                allowed, wait = 0, conf.throttle_max_wait()
+            else:
+                slots.append((key, slot))
+        keep.extend(messages[:allowed])
+        if allowed < len(messages):
+            held.setdefault(max(wait, 1.0), []).extend(m.pk for m in messages[allowed:])
+    for wait, ids in held.items():
+        _put_back(token, ids, now + timedelta(seconds=wait))
+        log.info("%s messages held back %.1f s by domain limits", len(ids), wait)
+    return keep, slots
+
+
+def _send_batch(
+    campaign_id: int,
+    sender: str,
+    size: int,
+    limits: list[throttle.Limit],
+    limiter: throttle.Limiter,
+) -> bool:
+    grant = None
+    if limits:
+        grant = limiter.acquire(f"sender:{sender}", limits, size)
+        if not grant.count:
+            return _throttled(campaign_id, grant.retry_after)
+        size = grant.count
+    now = throttle.now()
+    token, claimed = messages_claim(campaign_id, size, now=now)
+    if grant and len(claimed) < grant.count:
+        limiter.release(grant, grant.count - len(claimed))
+    if not claimed:
+        if campaign_finish_if_done(campaign_id):
+            return False
+        # Messages a domain limit put back for a moment: wait for them here rather than
+        # leave them to the periodic tick.
+        soon = now + timedelta(seconds=conf.throttle_horizon())
+        held = (
+            Message.objects.filter(
+                campaign_id=campaign_id,
+                status=Message.Status.QUEUED,
+                next_attempt_at__gt=now,
+                next_attempt_at__lte=soon,
+                campaign__status=Campaign.Status.SENDING,
+            )
+            .order_by("next_attempt_at")
+            .values_list("next_attempt_at", flat=True)
+            .first()
+        )
+        if held is None:
+            return False
+        throttle.sleep(min(max((held - now).total_seconds(), 0.0), conf.throttle_max_wait()))
+        return True
+    mx = (settings.MAILCENTER_SENDERS.get(sender) or {}).get("BACKEND") == "mx"
+    kept, domain_slots = _domains_throttle(limiter, token, claimed, mx, now)
+    if grant and len(kept) < len(claimed):
+        limiter.release(grant, len(claimed) - len(kept))
+    if not kept:
+        # Every claimed message's domain is at its limit: pause a moment rather than
+        # claim the next batch straight away only to put it back too.
+        throttle.sleep(conf.throttle_max_wait())
+        return True
+    try:
+        return _send_claimed(campaign_id, token, kept)
+    finally:
+        for key, slot in domain_slots:
+            limiter.slot_release(key, slot)
+
+
+def _send_claimed(campaign_id: int, token: str, claimed: list[Message]) -> bool:
     campaign = Campaign.objects.get(pk=campaign_id)
     compiled = _compiled(campaign.pk, campaign.updated_at)
     outgoing: list[OutgoingMessage] = []
