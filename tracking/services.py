@@ -13,6 +13,7 @@ from campaigns.models import Campaign, CampaignLink, Message
 from contacts.models import Contact, Subscription
 from tracking import aggregates, bounces, conf, machine
 from tracking.models import DomainStat, Event
+from tracking.webhooks import services as webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def hits_write(hits: list[Hit]) -> list[Event]:
                     )
                 events = Event.objects.bulk_create(events)
                 aggregates.aggregates_apply(events, activities)
+                webhooks.events_enqueue(events, {pk: m.email for pk, m in messages.items()})
                 return events
         except IntegrityError:
             # Two writers created the same message's activity row at once; the second
@@ -160,6 +162,7 @@ def _single_event(kind: str, message: Message, **fields) -> Event:
     )
     activities = aggregates.activities_for({message.pk: message})
     aggregates.aggregates_apply([event], activities)
+    webhooks.events_enqueue([event], {message.pk: message.email})
     return event
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from tracking.webhooks.tasks import webhooks_deliver_task  # noqa: F401 - found by autodiscovery
+
 
 @shared_task(ignore_result=True)
 def hits_drain_task() -> None:

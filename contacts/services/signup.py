@@ -37,6 +37,7 @@ from contacts.models import (
 )
 from contacts.services.contacts import NAME_MAX_LENGTH, normalize_email
 from contacts.services.fields import custom_value_clean
+from tracking.webhooks import services as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,8 @@ def signup_submit(
             user_agent=user_agent[:500],
             confirmed_at=None if signup_form.double_opt_in else timezone.now(),
         )
+        if not signup_form.double_opt_in:
+            webhooks.subscribed_enqueue(contact.pk, contact.email, list_ids, consent.confirmed_at)
         if signup_form.double_opt_in and cache.add(f"signup:mail:{key}", 1, timeout=3600):
             consent_id = consent.pk
             transaction.on_commit(lambda: signup_send_confirmation(consent_id))
@@ -342,6 +345,9 @@ def signup_confirm(token: str) -> Consent | None:
         if consent.confirmed_at is None:
             consent.confirmed_at = timezone.now()
             consent.save(update_fields=["confirmed_at"])
+            webhooks.subscribed_enqueue(
+                contact.pk, contact.email, consent.list_ids, consent.confirmed_at
+            )
         Contact.objects.filter(
             pk=contact.pk, status__in=[Contact.Status.UNCONFIRMED, Contact.Status.UNSUBSCRIBED]
         ).update(status=Contact.Status.ACTIVE)
