@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from contacts import conf, services
 from contacts.models import (
     Contact,
+    ContactImport,
     CustomField,
     MailingList,
     Segment,
@@ -194,6 +195,20 @@ class ContactImportForm(forms.Form):
         label=_("or create a new list named"), max_length=200, required=False
     )
     file = forms.FileField(label=_("CSV file"))
+    mode = forms.ChoiceField(
+        label=_("Contacts already in Mailcenter"),
+        choices=ContactImport.Mode.choices,
+        initial=ContactImport.Mode.ADD_UPDATE,
+        required=False,
+        widget=forms.RadioSelect,
+        help_text=_(
+            "“Add new contacts only” leaves the names and fields of known contacts as they "
+            "are; “Update existing contacts only” creates no contact and skips unknown "
+            "addresses. In every mode known contacts join the list. People who unsubscribed, "
+            "bounced or complained before are never subscribed again by an import: their "
+            "rows are skipped and listed with the reason."
+        ),
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -219,7 +234,71 @@ class ContactImportForm(forms.Form):
         if not chosen and not name and "mailing_list" not in self.errors:
             raise ValidationError(_("Choose a list to import into, or type a name for a new one."))
         cleaned["new_list_name"] = name
+        cleaned["mode"] = cleaned.get("mode") or ContactImport.Mode.ADD_UPDATE
         return cleaned
+
+
+class ContactImportMappingForm(forms.Form):
+    """One select per CSV column: what the column holds, pre-filled with the guess."""
+
+    def __init__(
+        self,
+        *args: Any,
+        header: tuple[str, ...],
+        samples: tuple[tuple[str, ...], ...],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.header = header
+        from contacts.services import imports
+
+        guesses = imports.contact_import_guess_mapping(header)
+        existing = [
+            (imports.FIELD_PREFIX + field.key, f"{field.label} ({field.get_type_display()})")
+            for field in CustomField.objects.order_by("label")
+        ]
+        self.columns: list[dict[str, Any]] = []
+        for index, name in enumerate(header):
+            choices: list[Any] = [
+                (imports.TARGET_EMAIL, _("Email address")),
+                (imports.TARGET_FIRST_NAME, _("First name")),
+                (imports.TARGET_LAST_NAME, _("Last name")),
+            ]
+            if existing:
+                choices.append((_("Existing field"), existing))
+            choices += [
+                (
+                    imports.TARGET_NEW_FIELD,
+                    _("New text field “%(key)s”") % {"key": imports.new_field_key(name, index)},
+                ),
+                (imports.TARGET_IGNORE, _("Ignore this column")),
+            ]
+            key = f"col_{index}"
+            self.fields[key] = forms.ChoiceField(
+                label=name.strip() or _("Column %(number)s") % {"number": index + 1},
+                choices=choices,
+                initial=guesses[index],
+            )
+            self.columns.append(
+                {
+                    "field": key,
+                    "samples": [row[index] for row in samples if index < len(row) and row[index]],
+                }
+            )
+
+    def mapping(self) -> list[str]:
+        return [self.cleaned_data[f"col_{index}"] for index in range(len(self.header))]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not self.errors:
+            from contacts.services import imports
+
+            imports.contact_import_mapping_clean(self.header, self.mapping())
+        return cleaned
+
+    def bound_columns(self) -> list[dict[str, Any]]:
+        return [{**column, "bound": self[column["field"]]} for column in self.columns]
 
 
 class SegmentForm(forms.Form):

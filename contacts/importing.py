@@ -294,18 +294,20 @@ def _rows(open_file: OpenFile, encoding: str, delimiter: str) -> Iterator[tuple[
                 yield number, cells
 
 
-def inspect_csv(open_file: OpenFile) -> CsvInfo:
+def inspect_csv(open_file: OpenFile, columns: Columns | None = None) -> CsvInfo:
     """Validate the whole file and describe it, before anything is written.
 
     Reads the head for the encoding and delimiter, then streams the file once to check that
     it decodes and parses and to count its data rows. Raises ImportFileError with a message
-    for the user.
+    for the user. ``columns`` is the mapping the user chose; without it the columns are
+    guessed from the header names.
     """
     with open_file() as fh:
         head = fh.read(HEAD_BYTES)
     if not head.strip():
         raise ImportFileError(_("The file is empty."))
     encoding = detect_encoding(head)
+    chosen = columns
     try:
         sample = codecs.getincrementaldecoder(encoding)().decode(
             head[: SNIFF_CHARS * 2], final=len(head) < SNIFF_CHARS * 2
@@ -316,7 +318,7 @@ def inspect_csv(open_file: OpenFile) -> CsvInfo:
             if first is None:
                 raise ImportFileError(_("The file is empty."))
             header = first[1]
-            columns = map_columns(header, delimiter)
+            columns = chosen or map_columns(header, delimiter)
             total = sum(1 for _row in rows)
     except UnicodeDecodeError:
         if encoding != "utf-8":
@@ -327,11 +329,13 @@ def inspect_csv(open_file: OpenFile) -> CsvInfo:
             legacy = guess_legacy_encoding(fh.read(LEGACY_SAMPLE_BYTES))
         if legacy is None:
             raise _decode_error(open_file, encoding) from None
-        return _inspect_with(open_file, legacy, head)
+        return _inspect_with(open_file, legacy, head, chosen)
     return CsvInfo(encoding, delimiter, tuple(header), columns, total)
 
 
-def _inspect_with(open_file: OpenFile, encoding: str, head: bytes) -> CsvInfo:
+def _inspect_with(
+    open_file: OpenFile, encoding: str, head: bytes, chosen: Columns | None = None
+) -> CsvInfo:
     """The full pass of ``inspect_csv`` with a known 8-bit encoding."""
     try:
         sample = head[:SNIFF_CHARS].decode(encoding)
@@ -341,12 +345,56 @@ def _inspect_with(open_file: OpenFile, encoding: str, head: bytes) -> CsvInfo:
             if first is None:
                 raise ImportFileError(_("The file is empty."))
             header = first[1]
-            columns = map_columns(header, delimiter)
+            columns = chosen or map_columns(header, delimiter)
             total = sum(1 for _row in rows)
     except UnicodeDecodeError:
         # Windows-1251 has one unused byte; a file with it is not text we can read.
         raise ImportFileError(_not_utf8_message()) from None
     return CsvInfo(encoding, delimiter, tuple(header), columns, total)
+
+
+@dataclass(frozen=True)
+class CsvPreview:
+    """The header and first data rows, for the page where the user maps the columns."""
+
+    header: tuple[str, ...]
+    samples: tuple[tuple[str, ...], ...]
+
+
+def preview_csv(open_file: OpenFile, rows: int = 5) -> CsvPreview:
+    """Read the header and up to ``rows`` data rows from the head of the file.
+
+    Cheap enough to run in a request: only the head is decoded. Raises ImportFileError for
+    an empty, binary or undecodable head; the whole file is validated by ``inspect_csv``.
+    """
+    with open_file() as fh:
+        head = fh.read(HEAD_BYTES)
+    if not head.strip():
+        raise ImportFileError(_("The file is empty."))
+    encoding = detect_encoding(head)
+    if encoding == "utf-8":
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < HEAD_BYTES)
+        except UnicodeDecodeError:
+            encoding = guess_legacy_encoding(head) or ""
+            if not encoding:
+                raise ImportFileError(_not_utf8_message()) from None
+    found: list[tuple[str, ...]] = []
+    try:
+        sample = codecs.getincrementaldecoder(encoding)().decode(head[:SNIFF_CHARS], final=False)
+        delimiter = sniff_delimiter(sample)
+        with closing(_rows(open_file, encoding, delimiter)) as records:
+            for _number, cells in records:
+                found.append(tuple(cell.strip() for cell in cells))
+                if len(found) > rows:
+                    break
+    except UnicodeDecodeError:
+        pass  # a bad byte further on: keep what was read; the full check reports it
+    if not found:
+        raise ImportFileError(_("The file is empty."))
+    header = found[0]
+    samples = tuple(row + ("",) * (len(header) - len(row)) for row in found[1:])
+    return CsvPreview(header, samples)
 
 
 def _cell(cells: list[str], index: int | None) -> str:

@@ -92,14 +92,22 @@ class ContactImport(models.Model):
     """One CSV upload; the importer records its progress and outcome here."""
 
     class Status(models.TextChoices):
+        MAPPING = "mapping", _("Choosing columns")
         QUEUED = "queued", _("Queued")
         RUNNING = "running", _("Running")
         DONE = "done", _("Done")
         FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    class Mode(models.TextChoices):
+        ADD_ONLY = "add", _("Add new contacts only")
+        ADD_UPDATE = "add_update", _("Add new contacts and update existing ones")
+        UPDATE_ONLY = "update", _("Update existing contacts only")
 
     mailing_list = models.ForeignKey(
         MailingList, on_delete=models.CASCADE, related_name="imports", verbose_name=_("list")
     )
+    mode = models.CharField(_("mode"), max_length=20, choices=Mode.choices, default=Mode.ADD_UPDATE)
     file = models.FileField(upload_to="imports/%Y/%m/")
     original_name = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
@@ -111,11 +119,21 @@ class ContactImport(models.Model):
     refused = models.PositiveIntegerField(default=0)
     # [{"row": 3, "email": "...", "reason": "..."}], capped so a bad file cannot bloat the row.
     refused_rows = models.JSONField(default=list, blank=True)
+    # Skipped rows that have a reason worth telling (left before, unknown in update-only
+    # mode), same shape and cap as refused_rows; repeats in the file are only counted.
+    skipped_rows = models.JSONField(default=list, blank=True)
+    # One target per CSV column ("email", "first_name", "last_name", "field:KEY", "ignore"),
+    # chosen on the mapping page or sent through the API; null means "guess from headers".
+    mapping = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # Set by the Cancel button while running; the importer checks it between batches.
+    cancel_requested = models.BooleanField(default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the importer claimed the file: the rate and time left are measured from here.
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Lower, StrIndex, Substr
+from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from contacts import segments
 from contacts.models import (
@@ -147,7 +151,9 @@ def mailing_list_stats(mailing_list: MailingList) -> dict[str, int]:
 
 
 def contact_import_list(*, mailing_list: MailingList | None = None) -> QuerySet[ContactImport]:
-    imports = ContactImport.objects.select_related("mailing_list").defer("refused_rows")
+    imports = ContactImport.objects.select_related("mailing_list").defer(
+        "refused_rows", "skipped_rows"
+    )
     if mailing_list is not None:
         imports = imports.filter(mailing_list=mailing_list)
     return imports.order_by("-id")
@@ -169,7 +175,7 @@ def contact_import_progress(contact_import: ContactImport) -> dict[str, Any]:
         percent = min(99, contact_import.rows_done * 100 // contact_import.rows_total)
     else:
         percent = 0
-    return {
+    progress = {
         "status": contact_import.status,
         "status_display": contact_import.get_status_display(),
         "running": running,
@@ -180,6 +186,46 @@ def contact_import_progress(contact_import: ContactImport) -> dict[str, Any]:
         "updated": contact_import.updated,
         "skipped": contact_import.skipped,
         "refused": contact_import.refused,
+    }
+    if contact_import.status == ContactImport.Status.RUNNING:
+        progress.update(contact_import_speed(contact_import))
+    return progress
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return _("%(s)s s") % {"s": seconds}
+    if seconds < 3600:
+        return _("%(m)s min %(s)02d s") % {"m": seconds // 60, "s": seconds % 60}
+    return _("%(h)s h %(m)02d min") % {"h": seconds // 3600, "m": seconds % 3600 // 60}
+
+
+def contact_import_speed(
+    contact_import: ContactImport, now: datetime.datetime | None = None
+) -> dict[str, Any]:
+    """Rate (rows per second since the importer claimed the file) and the time left.
+
+    Only meaningful while running; the time left is the rows still to read at the rate so
+    far, shown as "—" until both the row count and a rate are known.
+    """
+    now = now or timezone.now()
+    elapsed = (now - contact_import.started_at).total_seconds() if contact_import.started_at else 0
+    done, total = contact_import.rows_done, contact_import.rows_total
+    rate = done / elapsed if elapsed > 0 and done else 0.0
+    if not rate or not total:
+        seconds_left, time_left = None, "—"
+    elif done >= total:
+        seconds_left, time_left = 0, _("finishing…")
+    else:
+        seconds_left = round((total - done) / rate)
+        time_left = _duration(seconds_left)
+    return {
+        "rate": round(rate),
+        "rate_display": _("%(rate)s rows/s")
+        % {"rate": number_format(round(rate), force_grouping=True)},
+        "seconds_left": seconds_left,
+        "time_left": time_left,
     }
 
 

@@ -44,6 +44,12 @@ urlpatterns = [
     path("confirm/<str:token>/", views.SignupConfirmView.as_view(), name="signup-confirm"),
     path("import/", views.ContactImportCreateView.as_view(), name="import"),
     path("imports/<int:pk>/", views.ContactImportDetailView.as_view(), name="import-detail"),
+    path("imports/<int:pk>/cancel/", views.ContactImportCancelView.as_view(), name="import-cancel"),
+    path(
+        "imports/<int:pk>/mapping/",
+        views.ContactImportMappingView.as_view(),
+        name="import-mapping",
+    ),
     path(
         "imports/<int:pk>/progress/",
         views.ContactImportProgressView.as_view(),

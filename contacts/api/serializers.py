@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -112,9 +113,21 @@ class ContactImportDetailSerializer(ContactImportSerializer):
             'Up to 1000 refused rows: [{"row": 3, "email": "...", "reason": "..."}].'
         ),
     )
+    skipped_rows = serializers.JSONField(
+        read_only=True,
+        help_text=gettext_lazy(
+            "Up to 1000 skipped rows with a reason (left before, unknown in update mode)."
+        ),
+    )
 
     class Meta(ContactImportSerializer.Meta):
-        fields = [*ContactImportSerializer.Meta.fields, "refused_rows"]
+        fields = [
+            *ContactImportSerializer.Meta.fields,
+            "mode",
+            "mapping",
+            "refused_rows",
+            "skipped_rows",
+        ]
         read_only_fields = fields
 
 
@@ -126,12 +139,43 @@ class ContactImportCreateSerializer(serializers.Serializer):
         queryset=MailingList.objects.all(), help_text=gettext_lazy("Id of the list to import into.")
     )
 
+    mode = serializers.ChoiceField(
+        choices=ContactImport.Mode.choices,
+        default=ContactImport.Mode.ADD_UPDATE,
+        help_text=gettext_lazy(
+            "add: new contacts only, known ones keep their data; add_update: both; update: "
+            "known contacts only. People who left before are never subscribed again."
+        ),
+    )
+    mapping = serializers.CharField(
+        required=False,
+        help_text=gettext_lazy(
+            'Optional JSON list with one target per column: "email", "first_name", '
+            '"last_name", "field:KEY" (an existing custom field), "new" (a new text field '
+            'named after the column) or "ignore". Without it the columns are guessed from '
+            "their names."
+        ),
+    )
+
     def validate_file(self, value: Any) -> Any:
         try:
             services.contact_import_validate_file(value)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from None
         return value
+
+    def validate_mapping(self, value: str) -> Any:
+        try:
+            mapping = json.loads(value)
+        except ValueError:
+            raise serializers.ValidationError(
+                _('The mapping must be a JSON list, like ["email", "first_name", "ignore"].')
+            ) from None
+        if not isinstance(mapping, list):
+            raise serializers.ValidationError(
+                _('The mapping must be a JSON list, like ["email", "first_name", "ignore"].')
+            )
+        return mapping
 
 
 class CustomFieldSerializer(serializers.ModelSerializer):

@@ -152,7 +152,11 @@ class ContactImportViewSet(
         serializer.is_valid(raise_exception=True)
         try:
             contact_import = services.contact_import_create(
-                serializer.validated_data["list"], serializer.validated_data["file"], request.user
+                serializer.validated_data["list"],
+                serializer.validated_data["file"],
+                request.user,
+                mapping=serializer.validated_data.get("mapping"),
+                mode=serializer.validated_data["mode"],
             )
         except DjangoValidationError as exc:
             raise drf_validation_error(exc) from None

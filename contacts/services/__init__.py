@@ -22,7 +22,10 @@ from contacts.services.contacts import (
     normalize_email,
 )
 from contacts.services.imports import (
+    contact_import_cancel,
+    contact_import_confirm,
     contact_import_create,
+    contact_import_preview,
     contact_import_run,
     contact_import_validate_file,
 )
@@ -38,7 +41,10 @@ __all__ = [
     "campaign_audience_set",
     "contact_create",
     "contact_delete",
+    "contact_import_cancel",
+    "contact_import_confirm",
     "contact_import_create",
+    "contact_import_preview",
     "contact_import_run",
     "contact_import_validate_file",
     "contact_update",

@@ -52,12 +52,17 @@ def contact_import_copy(
     open_file: importing.OpenFile,
     info: importing.CsvInfo,
     fields: dict[str, CustomField],
+    mode: str = ContactImport.Mode.ADD_UPDATE,
 ) -> None:
     """Import a validated file (see ``inspect_csv``) through COPY and a set-based merge.
 
     Updates ``tally`` (created / updated / skipped / refused) and the import's progress
-    while staging. Raises whatever the database raises; the caller records the failure.
+    while staging. A cancellation is honoured between COPY chunks and before the merge, so
+    a cancelled COPY import writes nothing. Raises whatever the database raises; the
+    caller records the failure.
     """
+    from contacts.services.imports import contact_import_check_cancelled
+
     stage = _stage_name(contact_import.pk)
     seen: set[str] = set()
     with connection.cursor() as cursor:
@@ -72,12 +77,15 @@ def contact_import_copy(
             # and between chunks the progress bar gets its update.
             more = True
             while more:
+                contact_import_check_cancelled(contact_import.pk)
                 more = _copy_chunk(cursor, stage, rows, tally, fields, seen)
                 _progress(contact_import.pk, tally)
             seen.clear()
             _progress(contact_import.pk, tally)
+            # Last chance to stop: after this the merge runs as one transaction.
+            contact_import_check_cancelled(contact_import.pk)
             with transaction.atomic():
-                _merge(cursor, contact_import.mailing_list, stage, tally)
+                _merge(cursor, contact_import.mailing_list, stage, tally, mode)
         finally:
             _drop(cursor, stage)
 
@@ -137,8 +145,20 @@ def _progress(import_id: int, tally: Any) -> None:
     )
 
 
-def _merge(cursor: Any, mailing_list: MailingList, stage: str, tally: Any) -> None:
-    """Apply the staged rows to the contacts and the list (inside the caller's transaction)."""
+def _merge(
+    cursor: Any,
+    mailing_list: MailingList,
+    stage: str,
+    tally: Any,
+    mode: str = ContactImport.Mode.ADD_UPDATE,
+) -> None:
+    """Apply the staged rows to the contacts and the list (inside the caller's transaction).
+
+    ``mode`` as in ``imports._import_batch``: *add* updates no existing contact's data,
+    *update* creates no contact.
+    """
+    from contacts.services.imports import left_before_reason, not_existing_reason
+
     cursor.execute(f"ANALYZE {stage}")
     # 1. Later rows of the same address: their non-empty names and their attributes win.
     cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {stage} WHERE dup)")
@@ -205,13 +225,22 @@ def _merge(cursor: Any, mailing_list: MailingList, stage: str, tally: Any) -> No
     )
     left, active = cursor.fetchone()
     tally.skipped += left
+    if left:
+        cursor.execute(
+            f"SELECT s.row_no, s.email FROM {stage}_existing e JOIN {stage} s "
+            "ON s.email_lower = e.email_lower WHERE e.status <> 'active' "
+            "ORDER BY s.row_no LIMIT %s",
+            [tally.refused_rows_kept],
+        )
+        for row_no, email in cursor.fetchall():
+            tally.note_skipped(row_no, email, left_before_reason())
     cursor.execute(
         f"""
         WITH upd AS (
             UPDATE contacts_contact c SET first_name = e.first_name, last_name = e.last_name,
                 attributes = e.attributes, updated_at = now()
             FROM {stage}_existing e
-            WHERE c.id = e.contact_id AND e.status = 'active' AND e.changed
+            WHERE c.id = e.contact_id AND e.status = 'active' AND e.changed AND %s
             RETURNING c.id
         ), sub AS (
             INSERT INTO contacts_subscription
@@ -223,11 +252,25 @@ def _merge(cursor: Any, mailing_list: MailingList, stage: str, tally: Any) -> No
         )
         SELECT count(*) FROM (SELECT id FROM upd UNION SELECT contact_id FROM sub) touched
         """,
-        [mailing_list.pk],
+        [mode != ContactImport.Mode.ADD_ONLY, mailing_list.pk],
     )
     updated = cursor.fetchone()[0]
     tally.updated += updated
     tally.skipped += active - updated
+    if mode == ContactImport.Mode.UPDATE_ONLY:
+        new_rows = (
+            f"FROM {stage} s WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {stage}_existing e WHERE e.email_lower = s.email_lower)"
+        )
+        cursor.execute(f"SELECT count(*) {new_rows}")
+        tally.skipped += cursor.fetchone()[0]
+        cursor.execute(
+            f"SELECT s.row_no, s.email {new_rows} ORDER BY s.row_no LIMIT %s",
+            [tally.refused_rows_kept],
+        )
+        for row_no, email in cursor.fetchall():
+            tally.note_skipped(row_no, email, not_existing_reason())
+        return
     # 4. New contacts, subscribed to the list. An address created elsewhere meanwhile
     #    is left to the other writer (ON CONFLICT DO NOTHING) and counted as skipped.
     cursor.execute(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,11 @@ from django.utils.translation import gettext as _
 from contacts import conf, importing, selectors
 from contacts.models import Contact, ContactImport, CustomField, MailingList, Subscription
 from contacts.services.contacts import NAME_MAX_LENGTH, normalize_email
-from contacts.services.fields import custom_value_clean
+from contacts.services.fields import (
+    custom_field_create,
+    custom_fields_by_key,
+    custom_value_clean,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,28 +55,245 @@ def contact_import_validate_file(uploaded_file: UploadedFile) -> None:
         raise ValidationError(importing.workbook_message(), code="workbook")
 
 
+# Targets of a column on the mapping page and in the API's ``mapping``.
+TARGET_EMAIL = "email"
+TARGET_FIRST_NAME = "first_name"
+TARGET_LAST_NAME = "last_name"
+TARGET_IGNORE = "ignore"
+TARGET_NEW_FIELD = "new"
+FIELD_PREFIX = "field:"
+
+
+def contact_import_guess_mapping(header: tuple[str, ...] | list[str]) -> list[str]:
+    """One target per column, guessed from the header names the way the importer always has.
+
+    Mailchimp, Unisender, listmonk and Mautic names map themselves; a column named like an
+    existing custom field (key or label) feeds it; any other named column becomes a new
+    text field, and an unnamed one is ignored. A lone full-name column is the first name.
+    """
+    fields = header_fields(header)
+    targets: list[str] = []
+    full: int | None = None
+    for index, raw in enumerate(header):
+        name = raw.strip()
+        key = importing.header_key(name)
+        if not key:
+            target = TARGET_IGNORE
+        elif key in importing.EMAIL_HEADERS and TARGET_EMAIL not in targets:
+            target = TARGET_EMAIL
+        elif key in importing.FIRST_NAME_HEADERS and TARGET_FIRST_NAME not in targets:
+            target = TARGET_FIRST_NAME
+        elif key in importing.LAST_NAME_HEADERS and TARGET_LAST_NAME not in targets:
+            target = TARGET_LAST_NAME
+        elif name in fields and FIELD_PREFIX + fields[name].key not in targets:
+            target = FIELD_PREFIX + fields[name].key
+        else:
+            target = TARGET_NEW_FIELD
+            if key in importing.FULL_NAME_HEADERS and full is None:
+                full = index
+        targets.append(target)
+    if full is not None and TARGET_FIRST_NAME not in targets:
+        targets[full] = TARGET_FIRST_NAME
+    return targets
+
+
+def new_field_key(name: str, index: int) -> str:
+    """The key of a custom field made from a column: its name in snake case, or column_N."""
+    key = re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")[:50].rstrip("_")
+    if not key or not key[0].isalpha():
+        key = f"column_{index + 1}"
+    return key
+
+
+def _target_label(target: str) -> str:
+    labels = {
+        TARGET_EMAIL: _("Email address"),
+        TARGET_FIRST_NAME: _("First name"),
+        TARGET_LAST_NAME: _("Last name"),
+    }
+    if target in labels:
+        return labels[target]
+    return _("the field “%(key)s”") % {"key": target.removeprefix(FIELD_PREFIX)}
+
+
+def contact_import_mapping_clean(
+    header: tuple[str, ...] | list[str], mapping: Any
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Check a mapping against the file's header and resolve its new fields.
+
+    Returns (targets, new fields as (key, label)); "new" targets come back as
+    ``field:KEY``. Raises ValidationError naming what is wrong: not one target per column,
+    an unknown target or field, no or several email columns, or two columns with the same
+    target.
+    """
+    if (
+        not isinstance(mapping, list)
+        or len(mapping) != len(header)
+        or not all(isinstance(target, str) for target in mapping)
+    ):
+        raise ValidationError(
+            _("The mapping must give one target per column; this file has %(count)s columns.")
+            % {"count": len(header)},
+            code="mapping_shape",
+        )
+    existing = custom_fields_by_key()
+    targets: list[str] = []
+    new_fields: list[tuple[str, str]] = []
+    for index, (name, target) in enumerate(zip(header, mapping, strict=True)):
+        column = name.strip() or _("column %(number)s") % {"number": index + 1}
+        if target == TARGET_NEW_FIELD:
+            key = new_field_key(name, index)
+            if key in existing:
+                raise ValidationError(
+                    _(
+                        "A field with the key “%(key)s” exists already: choose it for the "
+                        "column “%(column)s” instead of a new field."
+                    )
+                    % {"key": key, "column": column},
+                    code="mapping_field_exists",
+                )
+            new_fields.append((key, column[:100]))
+            target = FIELD_PREFIX + key
+        elif target.startswith(FIELD_PREFIX):
+            if target.removeprefix(FIELD_PREFIX) not in existing:
+                raise ValidationError(
+                    _("The column “%(column)s” is mapped to a field that does not exist.")
+                    % {"column": column},
+                    code="mapping_unknown_field",
+                )
+        elif target not in {TARGET_EMAIL, TARGET_FIRST_NAME, TARGET_LAST_NAME, TARGET_IGNORE}:
+            raise ValidationError(
+                _("The column “%(column)s” has an unknown target “%(target)s”.")
+                % {"column": column, "target": target[:50]},
+                code="mapping_unknown_target",
+            )
+        targets.append(target)
+    emails = targets.count(TARGET_EMAIL)
+    if emails != 1:
+        raise ValidationError(
+            _("Choose exactly one column that holds the email addresses (%(count)s chosen).")
+            % {"count": emails},
+            code="mapping_email",
+        )
+    first_column: dict[str, str] = {}
+    for index, (name, target) in enumerate(zip(header, targets, strict=True)):
+        if target == TARGET_IGNORE:
+            continue
+        column = name.strip() or _("column %(number)s") % {"number": index + 1}
+        if target in first_column:
+            raise ValidationError(
+                _(
+                    "The columns “%(first)s” and “%(second)s” are both mapped to %(target)s. "
+                    "Map each target to one column; ignore the other."
+                )
+                % {
+                    "first": first_column[target],
+                    "second": column,
+                    "target": _target_label(target),
+                },
+                code="mapping_duplicate",
+            )
+        first_column[target] = column
+    return targets, new_fields
+
+
+def _columns_from_mapping(targets: list[str]) -> tuple[importing.Columns, list[str]]:
+    """The importer's Columns for stored targets, and the custom-field keys they feed."""
+    email = targets.index(TARGET_EMAIL)
+    first = targets.index(TARGET_FIRST_NAME) if TARGET_FIRST_NAME in targets else None
+    last = targets.index(TARGET_LAST_NAME) if TARGET_LAST_NAME in targets else None
+    attributes = tuple(
+        (index, target.removeprefix(FIELD_PREFIX))
+        for index, target in enumerate(targets)
+        if target.startswith(FIELD_PREFIX)
+    )
+    return importing.Columns(email, first, last, attributes), [key for _i, key in attributes]
+
+
+def contact_import_preview(contact_import: ContactImport) -> importing.CsvPreview:
+    """The stored file's header and first rows; raises ValidationError when unreadable."""
+    storage, name = contact_import.file.storage, contact_import.file.name
+    try:
+        return importing.preview_csv(lambda: storage.open(name, "rb"))
+    except importing.ImportFileError as exc:
+        raise ValidationError(str(exc), code="file") from None
+
+
+def _mapping_apply(contact_import: ContactImport, mapping: Any) -> None:
+    """Validate the mapping against the stored file, create its new fields, store it."""
+    header = contact_import_preview(contact_import).header
+    targets, new_fields = contact_import_mapping_clean(header, mapping)
+    for key, label in new_fields:
+        custom_field_create(key=key, label=label)
+    contact_import.mapping = targets
+
+
 def contact_import_create(
     mailing_list: MailingList,
     uploaded_file: UploadedFile,
     user: AbstractBaseUser | None = None,
+    *,
+    mapping: Any = None,
+    review: bool = False,
+    mode: str = ContactImport.Mode.ADD_UPDATE,
 ) -> ContactImport:
     """Store the upload and queue the import once the caller's transaction commits.
 
-    Raises ValidationError for files ``contact_import_validate_file`` refuses.
+    With ``review`` the import waits in *mapping* until ``contact_import_confirm``; with a
+    ``mapping`` (one target per column) it uses those columns instead of guessing from the
+    header names. ``mode`` is one of ContactImport.Mode. Raises ValidationError for files
+    ``contact_import_validate_file`` refuses, an unknown mode and a mapping that does not
+    fit the file.
     """
     from contacts.tasks import contact_import_run_task
 
     contact_import_validate_file(uploaded_file)
+    if mode not in ContactImport.Mode.values:
+        raise ValidationError(
+            {
+                "mode": _("The mode must be one of: %(modes)s.")
+                % {"modes": ", ".join(ContactImport.Mode.values)}
+            }
+        )
     original_name = os.path.basename(uploaded_file.name or "")[:255]
     contact_import = ContactImport(
+        mode=mode,
         mailing_list=mailing_list,
         original_name=original_name,
         created_by=user if user is not None and user.is_authenticated else None,
+        status=ContactImport.Status.MAPPING if review else ContactImport.Status.QUEUED,
     )
     contact_import.file.save(original_name or "contacts.csv", uploaded_file, save=False)
-    contact_import.save()
-    transaction.on_commit(lambda: contact_import_run_task.delay(contact_import.pk))
+    with transaction.atomic():
+        if mapping is not None and not review:
+            try:
+                _mapping_apply(contact_import, mapping)
+            except ValidationError:
+                contact_import.file.delete(save=False)
+                raise
+        contact_import.save()
+    if not review:
+        transaction.on_commit(lambda: contact_import_run_task.delay(contact_import.pk))
     return contact_import
+
+
+def contact_import_confirm(contact_import: ContactImport, mapping: Any) -> ContactImport:
+    """Store the chosen mapping of an import waiting in *mapping* and queue it.
+
+    Creates the new custom fields the mapping asks for (text fields). Raises
+    ValidationError for a bad mapping or an import that is no longer waiting.
+    """
+    from contacts.tasks import contact_import_run_task
+
+    with transaction.atomic():
+        locked = ContactImport.objects.select_for_update().get(pk=contact_import.pk)
+        if locked.status != ContactImport.Status.MAPPING:
+            raise ValidationError(_("This import has already started."), code="started")
+        _mapping_apply(locked, mapping)
+        locked.status = ContactImport.Status.QUEUED
+        locked.save(update_fields=["mapping", "status"])
+        transaction.on_commit(lambda: contact_import_run_task.delay(locked.pk))
+    return locked
 
 
 @dataclass
@@ -85,11 +307,17 @@ class _Tally:
     skipped: int = 0
     refused: int = 0
     refused_rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def refuse(self, row: int, email: str, reason: str) -> None:
         self.refused += 1
         if len(self.refused_rows) < self.refused_rows_kept:
             self.refused_rows.append({"row": row, "email": email[:320], "reason": reason})
+
+    def note_skipped(self, row: int, email: str, reason: str) -> None:
+        """List a skipped row with its reason (the caller counts it)."""
+        if len(self.skipped_rows) < self.refused_rows_kept:
+            self.skipped_rows.append({"row": row, "email": email[:320], "reason": reason})
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -99,7 +327,16 @@ class _Tally:
             "skipped": self.skipped,
             "refused": self.refused,
             "refused_rows": self.refused_rows,
+            "skipped_rows": self.skipped_rows,
         }
+
+
+def left_before_reason() -> str:
+    return _("unsubscribed, bounced or complained before: not subscribed again")
+
+
+def not_existing_reason() -> str:
+    return _("not an existing contact (update only)")
 
 
 def _merge_row(contact: Contact, row: importing.ParsedRow) -> None:
@@ -163,8 +400,13 @@ def _import_batch(
     rows: list[importing.ParsedRow],
     tally: _Tally,
     fields: dict[str, CustomField] | None = None,
+    mode: str = ContactImport.Mode.ADD_UPDATE,
 ) -> None:
     """Apply one batch of rows with a fixed number of queries, whatever its size.
+
+    ``mode`` decides what happens to addresses: *add* leaves existing contacts' names and
+    attributes alone, *update* creates no contact (unknown addresses are skipped, with the
+    reason), *add_update* does both. In every mode a known, active contact joins the list.
 
     Rows of the same address are merged first, in file order (a later row's non-empty
     values win), and only the first of them is counted by outcome; the others count as
@@ -214,6 +456,10 @@ def _import_batch(
     subscribe: list[Contact] = []
     for key, (email, group) in groups.items():
         contact = existing.get(key)
+        if contact is None and mode == ContactImport.Mode.UPDATE_ONLY:
+            tally.skipped += 1
+            tally.note_skipped(group[0].row, email, not_existing_reason())
+            continue
         if contact is None:
             contact = Contact(email=email, attributes={})
             for row in group:
@@ -224,10 +470,12 @@ def _import_batch(
             continue
         if contact.status != Contact.Status.ACTIVE:
             tally.skipped += 1
+            tally.note_skipped(group[0].row, email, left_before_reason())
             continue
         before = _snapshot(contact)
-        for row in group:
-            _merge_row(contact, row)
+        if mode != ContactImport.Mode.ADD_ONLY:
+            for row in group:
+                _merge_row(contact, row)
         changed = _snapshot(contact) != before
         if changed:
             changed_contacts.append(contact)
@@ -269,6 +517,40 @@ def _import_batch(
     )
 
 
+class ImportCancelled(Exception):
+    """Raised between batches once someone cancelled the running import."""
+
+
+def contact_import_check_cancelled(import_id: int) -> None:
+    """Raise ImportCancelled when the import's Cancel button was pressed (one query)."""
+    if ContactImport.objects.filter(pk=import_id, cancel_requested=True).exists():
+        raise ImportCancelled
+
+
+def contact_import_cancel(contact_import: ContactImport) -> ContactImport:
+    """Cancel an import that has not finished.
+
+    One that waits (choosing columns, queued) is cancelled at once and never runs; a
+    running one is flagged, and the importer stops at its next batch boundary, keeping
+    the batches already committed. Raises ValidationError once it has ended.
+    """
+    now = timezone.now()
+    waiting = ContactImport.objects.filter(
+        pk=contact_import.pk,
+        status__in=[ContactImport.Status.MAPPING, ContactImport.Status.QUEUED],
+    ).update(status=ContactImport.Status.CANCELLED, cancel_requested=True, finished_at=now)
+    if not waiting:
+        running = ContactImport.objects.filter(
+            pk=contact_import.pk, status=ContactImport.Status.RUNNING
+        ).update(cancel_requested=True)
+        if not running:
+            raise ValidationError(
+                _("This import has already ended; there is nothing to cancel."), code="ended"
+            )
+    contact_import.refresh_from_db()
+    return contact_import
+
+
 def _contact_import_fail(import_id: int, message: str) -> None:
     ContactImport.objects.filter(pk=import_id).update(
         status=ContactImport.Status.FAILED, error=message, finished_at=timezone.now()
@@ -285,7 +567,7 @@ def contact_import_run(import_id: int) -> None:
     never left running by an exception. Importing the same file again changes nothing.
     """
     claimed = ContactImport.objects.filter(pk=import_id, status=ContactImport.Status.QUEUED).update(
-        status=ContactImport.Status.RUNNING
+        status=ContactImport.Status.RUNNING, started_at=timezone.now()
     )
     if not claimed:
         log.info("Contact import %s is not queued; nothing to do.", import_id)
@@ -294,6 +576,10 @@ def contact_import_run(import_id: int) -> None:
     tally = _Tally(refused_rows_kept=conf.import_refused_rows_kept())
     try:
         _contact_import_execute(contact_import, tally)
+    except ImportCancelled:
+        ContactImport.objects.filter(pk=import_id).update(
+            **tally.fields(), status=ContactImport.Status.CANCELLED, finished_at=timezone.now()
+        )
     except importing.ImportFileError as exc:
         _contact_import_fail(import_id, str(exc))
     except FileNotFoundError:
@@ -319,21 +605,28 @@ def _contact_import_execute(contact_import: ContactImport, tally: _Tally) -> Non
     def open_file() -> Any:
         return storage.open(name, "rb")
 
-    info = importing.inspect_csv(open_file)
+    if contact_import.mapping:
+        columns, keys = _columns_from_mapping(contact_import.mapping)
+        info = importing.inspect_csv(open_file, columns)
+        by_key = custom_fields_by_key()
+        fields = {key: by_key[key] for key in keys if key in by_key}
+    else:
+        info = importing.inspect_csv(open_file)
+        fields = header_fields(info.header)
     ContactImport.objects.filter(pk=contact_import.pk).update(rows_total=info.rows_total)
-    fields = header_fields(info.header)
     if connection.vendor == "postgresql" and info.rows_total >= conf.import_copy_min_rows():
         from contacts.services.bulk_import import contact_import_copy
 
-        contact_import_copy(contact_import, tally, open_file, info, fields)
+        contact_import_copy(contact_import, tally, open_file, info, fields, contact_import.mode)
         _contact_import_finish(contact_import.pk, tally)
         return
     batch_size = conf.import_batch_size()
     batch: list[importing.ParsedRow] = []
 
     def flush() -> None:
+        contact_import_check_cancelled(contact_import.pk)
         with transaction.atomic():
-            _import_batch(contact_import.mailing_list, batch, tally, fields)
+            _import_batch(contact_import.mailing_list, batch, tally, fields, contact_import.mode)
             ContactImport.objects.filter(pk=contact_import.pk).update(**tally.fields())
         batch.clear()
 

@@ -2,8 +2,10 @@
 
 from contacts.views.contacts import (
     ContactDetailView,
+    ContactImportCancelView,
     ContactImportCreateView,
     ContactImportDetailView,
+    ContactImportMappingView,
     ContactImportProgressView,
     ContactImportRefusedCsvView,
     ContactListView,
@@ -44,8 +46,10 @@ __all__ = [
     "ContactDetailView",
     "ContactEraseView",
     "ContactExportView",
+    "ContactImportCancelView",
     "ContactImportCreateView",
     "ContactImportDetailView",
+    "ContactImportMappingView",
     "ContactImportProgressView",
     "ContactImportRefusedCsvView",
     "ContactListView",

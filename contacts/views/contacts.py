@@ -8,18 +8,19 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views import View
 from django.views.generic import DetailView, FormView, ListView
 from django.views.generic.detail import SingleObjectMixin
 
-from contacts import privacy, selectors, services
+from contacts import conf, privacy, selectors, services
 from contacts.forms import (
     ContactFilterForm,
     ContactForm,
     ContactImportForm,
+    ContactImportMappingForm,
     MailingListForm,
 )
 from contacts.models import (
@@ -167,13 +168,19 @@ class ContactImportCreateView(FormView):
 
     def form_valid(self, form):
         data = form.cleaned_data
+        # "Upload and choose columns" stops at the mapping page; "Upload and import" guesses.
+        review = "review" in self.request.POST
         try:
             with transaction.atomic():
                 mailing_list = data["mailing_list"] or services.mailing_list_create(
                     name=data["new_list_name"]
                 )
                 contact_import = services.contact_import_create(
-                    mailing_list, data["file"], self.request.user
+                    mailing_list,
+                    data["file"],
+                    self.request.user,
+                    review=review,
+                    mode=data["mode"],
                 )
         except ValidationError as exc:
             if hasattr(exc, "error_dict") and "name" in exc.error_dict:
@@ -181,16 +188,63 @@ class ContactImportCreateView(FormView):
             else:
                 form.add_error(None, exc)
             return self.form_invalid(form)
+        if review:
+            return redirect("contacts:import-mapping", contact_import.pk)
         return HttpResponseRedirect(reverse("contacts:import-detail", args=[contact_import.pk]))
 
     def form_invalid(self, form):
         return self.render_to_response(self.get_context_data(form=form), status=400)
 
 
+class ContactImportMappingView(View):
+    """The mapping step: each column with sample values and what it should fill."""
+
+    template_name = "contacts/import_mapping.html"
+
+    def dispatch(self, request, *args, **kwargs):
+        self.item = get_object_or_404(
+            ContactImport.objects.select_related("mailing_list"), pk=kwargs["pk"]
+        )
+        if self.item.status != ContactImport.Status.MAPPING:
+            return redirect("contacts:import-detail", self.item.pk)
+        try:
+            self.preview = services.contact_import_preview(self.item)
+        except ValidationError as exc:
+            context = {"item": self.item, "file_error": exc.messages[0]}
+            return render(request, self.template_name, context, status=400)
+        return super().dispatch(request, *args, **kwargs)
+
+    def _form(self, data=None) -> ContactImportMappingForm:
+        return ContactImportMappingForm(
+            data, header=self.preview.header, samples=self.preview.samples
+        )
+
+    def get(self, request, pk):
+        return render(request, self.template_name, {"item": self.item, "form": self._form()})
+
+    def post(self, request, pk):
+        form = self._form(request.POST)
+        if form.is_valid():
+            try:
+                services.contact_import_confirm(self.item, form.mapping())
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                return redirect("contacts:import-detail", pk)
+        context = {"item": self.item, "form": form}
+        return render(request, self.template_name, context, status=400)
+
+
 class ContactImportDetailView(DetailView):
     model = ContactImport
     template_name = "contacts/import_detail.html"
     context_object_name = "item"
+
+    def get(self, request, *args, **kwargs):
+        self.object = self.get_object()
+        if self.object.status == ContactImport.Status.MAPPING:
+            return redirect("contacts:import-mapping", self.object.pk)
+        return self.render_to_response(self.get_context_data(object=self.object))
 
     def get_queryset(self):
         return ContactImport.objects.select_related("mailing_list", "created_by")
@@ -199,12 +253,37 @@ class ContactImportDetailView(DetailView):
         context = super().get_context_data(**kwargs)
         context["progress"] = selectors.contact_import_progress(self.object)
         context["refused_rows_truncated"] = self.object.refused > len(self.object.refused_rows)
+        context["skipped_rows_truncated"] = (
+            len(self.object.skipped_rows) >= conf.import_refused_rows_kept()
+        )
         return context
+
+
+class ContactImportCancelView(View):
+    """Cancel an import: at once when waiting, at the next batch when running."""
+
+    def post(self, request, pk):
+        contact_import = get_object_or_404(ContactImport, pk=pk)
+        try:
+            services.contact_import_cancel(contact_import)
+        except ValidationError as exc:
+            messages.error(request, exc.messages[0])
+        else:
+            messages.success(
+                request,
+                _(
+                    "The import is being cancelled. Rows already written stay imported; "
+                    "importing the same file again later is safe."
+                ),
+            )
+        return redirect("contacts:import-detail", pk)
 
 
 class ContactImportProgressView(View):
     def get(self, request, pk):
-        contact_import = get_object_or_404(ContactImport.objects.defer("refused_rows"), pk=pk)
+        contact_import = get_object_or_404(
+            ContactImport.objects.defer("refused_rows", "skipped_rows"), pk=pk
+        )
         return JsonResponse(selectors.contact_import_progress(contact_import))
 
 
@@ -226,6 +305,16 @@ class ContactImportRefusedCsvView(View):
                     csv_safe(item.get("row", "")),
                     csv_safe(item.get("email", "")),
                     csv_safe(item.get("reason", "")),
+                ]
+            )
+        # Skipped rows with a reason (left before, unknown in update-only mode) follow.
+        for item in contact_import.skipped_rows:
+            reason = _("skipped: %(reason)s") % {"reason": item.get("reason", "")}
+            writer.writerow(
+                [
+                    csv_safe(item.get("row", "")),
+                    csv_safe(item.get("email", "")),
+                    csv_safe(reason),
                 ]
             )
         return response
