@@ -181,6 +181,11 @@ CELERY_BEAT_SCHEDULE = {
     "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick", "schedule": 30.0},
     # Writes the opens and clicks queued in Redis by the tracking endpoints.
     "tracking-hits-drain": {"task": "tracking.tasks.hits_drain_task", "schedule": 2.0},
+    # Sends due outgoing webhook deliveries (first tries and retries with backoff).
+    "tracking-webhooks-deliver": {
+        "task": "tracking.webhooks.tasks.webhooks_deliver_task",
+        "schedule": 15.0,
+    },
 }
 
 # --- Cache -------------------------------------------------------------------------------

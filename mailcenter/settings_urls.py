@@ -1,6 +1,7 @@
 from django.urls import path
 
 from mailcenter import domain_views, views
+from tracking.webhooks import views as webhook_views
 
 app_name = "settings"
 
@@ -28,4 +29,10 @@ urlpatterns = [
         domain_views.key_delete,
         name="domain-key-delete",
     ),
+    path("webhooks/", webhook_views.webhook_list, name="webhooks"),
+    path("webhooks/<int:pk>/", webhook_views.webhook_detail, name="webhook-detail"),
+    path("webhooks/<int:pk>/toggle/", webhook_views.webhook_toggle, name="webhook-toggle"),
+    path("webhooks/<int:pk>/delete/", webhook_views.webhook_delete, name="webhook-delete"),
+    path("webhooks/<int:pk>/secret/", webhook_views.webhook_secret, name="webhook-secret"),
+    path("webhooks/<int:pk>/test/", webhook_views.webhook_test, name="webhook-test"),
 ]
