@@ -28,3 +28,16 @@ def drop(admin: str, name: str) -> None:
     connections.close_all()
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def skip(reason: str) -> None:
+    """End a benchmark that cannot run on the services available, without failing
+    ``make bench`` (which runs every benchmark on whatever is there)."""
+    import json
+    import sys
+
+    print(f"skipped: {reason}")
+    print(
+        json.dumps({"bench": sys.argv[0].rsplit("/", 1)[-1].removesuffix(".py"), "skipped": reason})
+    )
+    sys.exit(0)

@@ -130,7 +130,7 @@ def stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
 def prepare_database() -> str:
     url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     if not url.startswith(("postgres://", "postgresql://")):
-        raise SystemExit("bench/tracking.py needs PostgreSQL: set DATABASE_URL=postgres://...")
+        benchdb.skip("bench/tracking.py needs PostgreSQL: set DATABASE_URL=postgres://...")
     return benchdb.create(url, BENCH_DB)
 
 
@@ -254,7 +254,7 @@ def gunicorn(app: str, port: int, workers: int, env: dict, cwd: Path) -> subproc
 def main() -> int:
     args = parse_args()
     if not Path(WRK).exists():
-        raise SystemExit("needs wrk: apt-get install -y wrk")
+        benchdb.skip("needs wrk: apt-get install -y wrk")
     tmpdir = Path(tempfile.mkdtemp(prefix="mailcenter-bench-tracking-"))
     prefix = f"mailcenter:bench:{os.getpid()}"
     os.environ.update(
