@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "import_export",
     "mailcenter",
     "contacts",
@@ -189,8 +190,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Cache -------------------------------------------------------------------------------
-# Rate limits (subscription forms) must be shared by every web process once there are
-# several, so Redis when the broker is Redis; a per-process memory cache when embedded.
+# Rate limits (login, password reset, subscription forms) must be shared by every web
+# process: Redis when the broker is Redis; a file cache under var/ when embedded.
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CACHES = {
         "default": {
@@ -268,6 +269,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "ENUM_NAME_OVERRIDES": {"ContactImportStatusEnum": "contacts.models.ContactImport.Status"},
+    # Served from our own static files (drf-spectacular-sidecar): no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {
@@ -276,12 +281,3 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
-SPECTACULAR_SETTINGS.update(
-    {
-        # Served from our own static files (drf-spectacular-sidecar): no CDN.
-        "SWAGGER_UI_DIST": "SIDECAR",
-        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-        "REDOC_DIST": "SIDECAR",
-    }
-)
-INSTALLED_APPS.append("drf_spectacular_sidecar")
