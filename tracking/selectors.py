@@ -104,30 +104,9 @@ def campaign_funnel(stats: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def campaign_link_stats(campaign: Campaign) -> list[dict[str, Any]]:
-    """Clicks per tracked link by people, total and unique (by message), in link order."""
-    rows = (
-        CampaignLink.objects.filter(campaign=campaign)
-        .annotate(
-            clicks_total=Coalesce(F("stat__clicks"), 0),
-            clicks_unique=Coalesce(F("stat__clicks_unique"), 0),
-            clicks_machine=Coalesce(F("stat__clicks_machine"), 0),
-        )
-        .order_by("index")
-    )
-    return [
-        {
-            "index": r.index,
-            "url": r.url,
-            "clicks_total": r.clicks_total,
-            "clicks_unique": r.clicks_unique,
-        }
-        for r in rows
-    ]
-
-
 def campaign_link_rows(campaign: Campaign) -> list[dict[str, Any]]:
-    """The report's link table: campaign_link_stats plus machine clicks."""
+    """Clicks per tracked link, in link order, from the precomputed link counters: by people
+    (total and unique by message) and by machines."""
     rows = (
         CampaignLink.objects.filter(campaign=campaign)
         .annotate(
@@ -146,6 +125,14 @@ def campaign_link_rows(campaign: Campaign) -> list[dict[str, Any]]:
             "clicks_machine": r.clicks_machine,
         }
         for r in rows
+    ]
+
+
+def campaign_link_stats(campaign: Campaign) -> list[dict[str, Any]]:
+    """Clicks per link by people only: the API's stable shape (no machine column)."""
+    return [
+        {key: row[key] for key in ("index", "url", "clicks_total", "clicks_unique")}
+        for row in campaign_link_rows(campaign)
     ]
 
 

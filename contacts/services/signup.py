@@ -37,6 +37,7 @@ from contacts.models import (
 )
 from contacts.services.contacts import NAME_MAX_LENGTH, normalize_email
 from contacts.services.fields import custom_value_clean
+from mailcenter.ratelimit import hit as rate_hit
 from tracking.webhooks import services as webhooks
 
 log = logging.getLogger(__name__)
@@ -117,20 +118,6 @@ def signup_form_delete(signup_form: SignupForm) -> None:
     signup_form.delete()
 
 
-# --- Rate limits ---------------------------------------------------------------------------
-
-
-def _hit(key: str, limit: int, window: int) -> bool:
-    """Count one hit in a fixed window; True when the limit is exceeded."""
-    cache.add(key, 0, timeout=window)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=window)
-        count = 1
-    return count > limit
-
-
 # --- Sign-up -----------------------------------------------------------------------------
 
 
@@ -199,11 +186,11 @@ def signup_submit(
     """
     if data.get(HONEYPOT_FIELD):
         return None
-    if ip and _hit(f"signup:ip:{ip}", conf.signup_limit_per_ip(), 3600):
+    if ip and rate_hit(f"signup:ip:{ip}", conf.signup_limit_per_ip(), 3600):
         raise RateLimited
     clean = signup_clean(signup_form, data)
     key = clean.email.lower()
-    if _hit(f"signup:email:{key}", conf.signup_limit_per_address(), 3600):
+    if rate_hit(f"signup:email:{key}", conf.signup_limit_per_address(), 3600):
         raise RateLimited
     # Blocklisted, bounced into the list, or erased: a form does not bring them back. An
     # unsubscribed person can, by confirming from their mailbox (see signup_confirm).
