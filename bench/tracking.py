@@ -143,10 +143,9 @@ def create_fixtures(n: int) -> tuple[int, list[str], list[str]]:
     from django.conf import settings
     from django.utils import timezone
 
-    from campaigns import services
+    from campaigns import rendering, services
     from campaigns.models import Campaign, Message
     from contacts.models import Contact, MailingList, Subscription
-    from tracking import tokens
 
     mailing_list = MailingList.objects.create(name="Bench")
     contacts = Contact.objects.bulk_create(
@@ -171,10 +170,11 @@ def create_fixtures(n: int) -> tuple[int, list[str], list[str]]:
         status=Message.Status.SENT, sent_at=timezone.now() - timedelta(hours=1)
     )
     paths = []
+    base = len(settings.BASE_URL)
     for message_id in Message.objects.filter(campaign=campaign).values_list("pk", flat=True):
-        paths.append(f"/t/o/{tokens.make_token('open', message_id)}/")
-        paths.append(f"/t/c/{tokens.make_token('click', message_id, 0)}/")
-        paths.append(f"/t/c/{tokens.make_token('click', message_id, 1)}/")
+        # The URLs the rendered messages carry.
+        urls = rendering.tracking_urls(message_id, 2, campaign.pk)
+        paths.extend(url[base:] for url in [urls["open"], *urls["links"]])
     targets = list(campaign.links.order_by("index").values_list("url", flat=True))
     return campaign.pk, paths, targets
 
@@ -333,10 +333,14 @@ def main() -> int:
         # The warm-up's requests are events too.
         events = Event.objects.filter(campaign_id=campaign_id).count() - 20 * args.workers
         lost = max(0, measured["requests"] - measured["bad"] - events)
+        # wrk does not count the requests still in flight when it stops (at most one per
+        # connection), though the server answered and recorded them.
+        in_flight = max(0, events - (measured["requests"] - measured["bad"]))
         print(
             f"writer: {left_at_end} hits queued when wrk stopped, drained in {drained:.1f}s; "
             f"{events} events in the database for {measured['requests']} requests "
-            f"({lost} lost)"
+            f"({lost} lost; {in_flight} more from requests in flight when wrk stopped, "
+            f"at most {args.connections})"
         )
         ratio = measured["rps"] / ceiling["rps"] if ceiling["rps"] else 0.0
         print(

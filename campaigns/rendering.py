@@ -293,7 +293,9 @@ def _url(path: str) -> str:
     return f"{settings.BASE_URL}{path}"
 
 
-def tracking_urls(message_id: int, link_count: int) -> dict[str, Any]:
+def tracking_urls(
+    message_id: int, link_count: int, campaign_id: int | None = None
+) -> dict[str, Any]:
     return {
         "open": _url(f"/t/o/{tokens.make_token('open', message_id)}/"),
         "unsubscribe": _url(f"/u/{tokens.make_token('unsubscribe', message_id)}/"),
@@ -302,7 +304,7 @@ def tracking_urls(message_id: int, link_count: int) -> dict[str, Any]:
             f"/contacts/preferences/{tokens.make_token('preferences', message_id)}/"
         ),
         "links": [
-            _url(f"/t/c/{tokens.make_token('click', message_id, index)}/")
+            _url(f"/t/c/{tokens.make_token('click', message_id, index, campaign_id)}/")
             for index in range(link_count)
         ],
     }
@@ -337,7 +339,7 @@ def render_message(
     """Render one recipient's message. With ``message_id=None`` (previews and tests) links
     go straight to their targets and nothing is tracked."""
     if message_id is not None:
-        urls = tracking_urls(message_id, len(compiled.links))
+        urls = tracking_urls(message_id, len(compiled.links), compiled.campaign_id)
     else:
         urls = {"open": "", "unsubscribe": "#", "webview": "#", "links": compiled.links}
     context = {

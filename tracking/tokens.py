@@ -33,13 +33,38 @@ def _signer(kind: str) -> signing.Signer:
     return signing.Signer(salt=f"mailcenter.tracking.{kind}", sep=".")
 
 
-def make_token(kind: str, message_id: int, link_index: int | None = None) -> str:
-    value = _b36(message_id) if link_index is None else f"{_b36(message_id)}-{_b36(link_index)}"
+def make_token(
+    kind: str, message_id: int, link_index: int | None = None, campaign_id: int | None = None
+) -> str:
+    """Sign a message id (and a link index). A click token also names the campaign, so the
+    redirect finds its target in a per-process copy of the link table without asking the
+    database which campaign the message belongs to."""
+    value = _b36(message_id)
+    if link_index is not None:
+        value = f"{value}-{_b36(link_index)}"
+        if campaign_id is not None:
+            value = f"{value}-{_b36(campaign_id)}"
     return _signer(kind).sign(value)
+
+
+def read_click_token(token: str) -> tuple[int, int, int | None]:
+    """Return (message id, link index, campaign id or None for tokens made before click
+    tokens named their campaign); raise BadToken for anything not ours."""
+    try:
+        parts = _signer("click").unsign(token).split("-")
+        if len(parts) not in (2, 3):
+            raise ValueError(token)
+        numbers = [int(part, 36) for part in parts]
+    except (signing.BadSignature, ValueError):
+        raise BadToken(token) from None
+    return numbers[0], numbers[1], numbers[2] if len(numbers) == 3 else None
 
 
 def read_token(kind: str, token: str) -> tuple[int, int | None]:
     """Return (message id, link index or None); raise BadToken for anything not ours."""
+    if kind == "click":
+        message_id, index, _campaign_id = read_click_token(token)
+        return message_id, index
     try:
         value = _signer(kind).unsign(token)
         if "-" in value:

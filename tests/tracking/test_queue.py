@@ -90,9 +90,18 @@ def test_endpoints_queue_and_the_writer_writes(client, redis_queue, messages):
 def test_forged_tokens_are_404_and_queue_nothing(client, redis_queue, messages):
     for prefix in ("/t/o/", "/t/c/"):
         assert client.get(f"{prefix}nonsense/").status_code == 404
-        token = tokens.make_token("open" if prefix == "/t/o/" else "click", 999999, 0)
-        assert client.get(f"{prefix}{token}/").status_code == 404
+    assert client.get(f"/t/c/{tokens.make_token('click', 999999, 0)}/").status_code == 404
     assert queue.queue_length() == 0
+
+
+def test_pixel_of_a_missing_message_is_queued_and_dropped_by_the_writer(
+    client, redis_queue, messages
+):
+    assert client.get(f"/t/o/{tokens.make_token('open', 999999)}/").status_code == 200
+    assert queue.queue_length() == 1
+    assert queue.hits_drain() == 0
+    assert queue.queue_length() == 0
+    assert not Event.objects.exists()
 
 
 def test_writer_dying_before_its_commit_loses_nothing(client, redis_queue, messages, monkeypatch):

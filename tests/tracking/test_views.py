@@ -53,8 +53,10 @@ def test_forged_tokens_are_404(client, sent, prefix):
     _campaign, (message, _other) = sent
     for token in ["nonsense", f"{message.pk}.forgedsignature", "1-2.abc"]:
         assert client.get(f"{prefix}{token}/").status_code == 404
-    # a token for a message that does not exist
-    assert client.get(f"{prefix}{tokens.make_token('open', 999999)}/").status_code == 404
+    # a genuine token for a message that does not exist: 404, except the pixel, which
+    # still answers an image (the token is the authority; the hit is dropped when written)
+    missing = client.get(f"{prefix}{tokens.make_token('open', 999999)}/").status_code
+    assert missing == (200 if prefix == "/t/o/" else 404)
     assert not Event.objects.exists()
 
 
