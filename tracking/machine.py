@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 
 REASON_HEAD = "head"
 REASON_BOT = "bot"
@@ -55,7 +56,7 @@ def machine_reason(
     if method.upper() == "HEAD":
         return REASON_HEAD
     agent = user_agent.strip()
-    if not agent or _BOTS.search(agent):
+    if _is_bot(agent):
         return REASON_BOT
     if kind == "open" and (agent == "Mozilla/5.0" or _is_apple(ip)):
         return REASON_APPLE_MPP
@@ -69,6 +70,14 @@ def machine_reason(
     return ""
 
 
+# A campaign's hits come from a few hundred distinct user agents and networks: the writer
+# classifies each once instead of running the patterns for every hit of a storm.
+@lru_cache(maxsize=4096)
+def _is_bot(agent: str) -> bool:
+    return not agent or _BOTS.search(agent) is not None
+
+
+@lru_cache(maxsize=4096)
 def _is_apple(ip: str | None) -> bool:
     if not ip:
         return False
@@ -78,6 +87,7 @@ def _is_apple(ip: str | None) -> bool:
         return False
 
 
+@lru_cache(maxsize=4096)
 def truncate_ip(ip: str | None, mode: str) -> str | None:
     """Apply the IP privacy setting: ``full`` keeps it, ``truncated`` keeps the network
     (/24 for IPv4, /48 for IPv6: enough for a country, not for a household), ``none``

@@ -4,6 +4,7 @@ Pure. Image proxies (Gmail, Yahoo) hide the reader's device; they are named as t
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _CLIENTS = [
     ("Gmail", re.compile(r"GoogleImageProxy|ggpht\.com", re.I)),
@@ -23,6 +24,7 @@ _DESKTOP = re.compile(r"Windows|Macintosh|Mac OS X|X11|Linux|CrOS", re.I)
 _PROXIES = frozenset({"Gmail", "Yahoo Mail"})
 
 
+@lru_cache(maxsize=4096)  # a few hundred distinct agents make up a campaign's opens
 def parse_user_agent(user_agent: str) -> tuple[str, str]:
     """Return (client, device): device is Mobile, Tablet, Desktop or Unknown."""
     agent = user_agent or ""
