@@ -8,8 +8,19 @@ nested groups. A condition is ``{"field": F, "op": OP, "value": V}``:
 - ``list``: ``in`` / ``not_in`` a list (value: list id; subscribed members only);
 - ``subscribed``: ``before`` / ``after`` a date, or ``within_days`` N, optionally of one
   list (``"list": id``);
-- ``opened``, ``clicked``, ``sent``: ``campaign`` / ``not_campaign`` (value: campaign id),
-  ``within_days`` / ``not_within_days`` (value: N), any campaign.
+- ``opened``, ``clicked``, ``sent``, ``bounced``, ``unsubscribed``, ``complained``,
+  ``activity`` (any of those events): ``campaign`` / ``not_campaign`` (value: campaign id),
+  ``within_days`` / ``not_within_days`` (value: N), any campaign. ``bounced`` takes an
+  optional ``"severity": "hard"|"soft"``;
+- ``machine_only``: ``campaign`` / ``not_campaign``: the campaign's message was opened or
+  clicked only by software (the report's "Machine only" list).
+
+Opens and clicks are people's: ``opened`` and ``clicked`` leave out what tracking.machine
+flagged (Apple Mail Privacy Protection prefetches, link scanners, bots), as the report's
+headline figures and its "Opened" / "Clicked" lists do, so a list saved from the report
+as a segment holds the same people. ``activity`` counts every event, machines' included,
+like the report's "Any activity" list. A ``soft`` bounce is one of a message that never
+bounced hard; the report counts a message that did both as hard.
 
 ``segment_rules_clean`` returns the rule with typed values or raises ValidationError with
 one message per problem. ``segment_q`` turns a clean rule into a ``Q`` over Contact made of
@@ -29,7 +40,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import BooleanField, CharField, F, FloatField, Func, Q, Value
+from django.db.models import (
+    BooleanField,
+    CharField,
+    Exists,
+    F,
+    FloatField,
+    Func,
+    OuterRef,
+    Q,
+    Value,
+)
 from django.db.models.functions import Lower, StrIndex, Substr
 from django.db.models.lookups import (
     Exact,
@@ -81,8 +102,27 @@ BUILTIN_TEXT_FIELDS = ("email", "domain", "first_name", "last_name")
 NO_VALUE_OPS = frozenset({"is_set", "not_set", "is_true", "is_false"})
 LIST_OPS = ("in", "not_in")
 SUBSCRIBED_OPS = ("before", "after", "within_days")
-ENGAGEMENT_FIELDS = ("opened", "clicked", "sent")
+ENGAGEMENT_FIELDS = (
+    "opened",
+    "clicked",
+    "sent",
+    "bounced",
+    "unsubscribed",
+    "complained",
+    "activity",
+)
 ENGAGEMENT_OPS = ("campaign", "not_campaign", "within_days", "not_within_days")
+MACHINE_ONLY = "machine_only"
+CAMPAIGN_OPS = ("campaign", "not_campaign")
+BOUNCE_SEVERITIES = ("hard", "soft")
+# The tracking.models.Event kind behind each event condition ("activity" is any kind).
+EVENT_KINDS = {
+    "opened": "open",
+    "clicked": "click",
+    "bounced": "bounce",
+    "unsubscribed": "unsubscribe",
+    "complained": "complaint",
+}
 CUSTOM_PREFIX = "custom."
 
 
@@ -289,19 +329,34 @@ class _Checker:
             return {"field": field, "op": op, "value": list_id}
         if field == "subscribed":
             return self._subscribed(where, node, op, value)
-        if field in ENGAGEMENT_FIELDS:
-            if op not in ENGAGEMENT_OPS:
-                return self._bad_op(where, field, op, ENGAGEMENT_OPS)
-            if op in ("campaign", "not_campaign"):
-                campaign_id = self._id(where, value, _("choose a campaign."))
-                if campaign_id is None:
-                    return None
-                self.campaign_ids.add(campaign_id)
-                return {"field": field, "op": op, "value": campaign_id}
-            days = self._days(where, value)
-            return None if days is None else {"field": field, "op": op, "value": days}
+        if field in ENGAGEMENT_FIELDS or field == MACHINE_ONLY:
+            return self._engagement(where, node, field, op, value)
         self.error(where, _("“%(field)s” is not a field you can filter on.") % {"field": field})
         return None
+
+    def _engagement(
+        self, where: str, node: dict, field: str, op: Any, value: Any
+    ) -> dict[str, Any] | None:
+        allowed = CAMPAIGN_OPS if field == MACHINE_ONLY else ENGAGEMENT_OPS
+        if op not in allowed:
+            return self._bad_op(where, field, op, allowed)
+        clean: dict[str, Any] = {"field": field, "op": op}
+        severity = node.get("severity")
+        if field == "bounced" and severity not in (None, ""):
+            if severity not in BOUNCE_SEVERITIES:
+                self.error(where, _("choose hard or soft bounces, or leave it empty for both."))
+                return None
+            clean["severity"] = severity
+        if op in CAMPAIGN_OPS:
+            typed = self._id(where, value, _("choose a campaign."))
+            if typed is not None:
+                self.campaign_ids.add(typed)
+        else:
+            typed = self._days(where, value)
+        if typed is None:
+            return None
+        clean["value"] = typed
+        return clean
 
     def _bad_op(self, where: str, field: str, op: Any, allowed: tuple[str, ...]) -> None:
         self.error(
@@ -428,6 +483,21 @@ def segment_rules_clean(
     return cleaned
 
 
+def rules_campaign_ids(rules: Any) -> set[int]:
+    """The campaign ids that the conditions of a (clean) rule name."""
+    ids: set[int] = set()
+    stack = [rules]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if "rules" in node and isinstance(node["rules"], list):
+            stack.extend(node["rules"])
+        elif node.get("op") in CAMPAIGN_OPS and isinstance(node.get("value"), int):
+            ids.add(node["value"])
+    return ids
+
+
 # --- Compilation --------------------------------------------------------------------------
 
 
@@ -509,9 +579,7 @@ def _day_start(iso_date: str) -> datetime.datetime:
 def _condition_q(
     node: dict[str, Any], fields: Mapping[str, CustomField], now: datetime.datetime
 ) -> Q:
-    from campaigns.models import Message
     from contacts.models import Subscription
-    from tracking.models import Event
 
     field, op, value = node["field"], node["op"], node.get("value")
     if field in BUILTIN_TEXT_FIELDS:
@@ -541,22 +609,65 @@ def _condition_q(
             after = _day_start(value) + datetime.timedelta(days=1)
             subscriptions = subscriptions.filter(created_at__gte=after)
         return Q(id__in=subscriptions.values("contact_id"))
-    # Engagement: opened / clicked (events) or sent (messages).
+    return _engagement_q(node, now)
+
+
+def _engagement_q(node: dict[str, Any], now: datetime.datetime) -> Q:
+    """Contacts whose messages were sent, or had events of a kind, in a campaign or lately:
+    ``id IN (one subquery on messages or events)``, negated for the ``not_`` operators."""
+    from campaigns.models import Message
+    from tracking.models import Event
+
+    field, op, value = node["field"], node["op"], node["value"]
+    if field == MACHINE_ONLY:
+        return _machine_only_q(op, value)
     if field == "sent":
         done = Message.objects.filter(status=Message.Status.SENT)
         time_field = "sent_at"
         contact_column = "contact_id"
     else:
-        kind = Event.Kind.OPEN if field == "opened" else Event.Kind.CLICK
-        done = Event.objects.filter(kind=kind)
+        done = Event.objects.all()
+        if field != "activity":
+            done = done.filter(kind=EVENT_KINDS[field])
+        if field in ("opened", "clicked"):
+            done = done.filter(is_machine=False)
+        if node.get("severity") == "hard":
+            done = done.filter(severity=Event.Severity.HARD)
+        elif node.get("severity") == "soft":
+            hard = Event.objects.filter(
+                kind=Event.Kind.BOUNCE,
+                severity=Event.Severity.HARD,
+                message_id=OuterRef("message_id"),
+            )
+            done = done.exclude(Exists(hard))
         time_field = "created_at"
         contact_column = "message__contact_id"
-    if op in ("campaign", "not_campaign"):
+    if op in CAMPAIGN_OPS:
         done = done.filter(campaign_id=value)
     else:
         done = done.filter(**{f"{time_field}__gte": now - datetime.timedelta(days=value)})
     matched = Q(id__in=done.values(contact_column))
     return matched if op in ("campaign", "within_days") else ~matched
+
+
+def _machine_only_q(op: str, campaign_id: int) -> Q:
+    """Contacts whose message of the campaign was opened, or clicked, by software and never
+    by a person (tracking.selectors.RECIPIENT_FILTERS["machine"], from the events)."""
+    from campaigns.models import Message
+    from tracking.models import Event
+
+    def happened(kind: str, machine: bool) -> Exists:
+        return Exists(
+            Event.objects.filter(message_id=OuterRef("pk"), kind=kind, is_machine=machine)
+        )
+
+    open_, click = Event.Kind.OPEN, Event.Kind.CLICK
+    messages = Message.objects.filter(campaign_id=campaign_id).filter(
+        (Q(happened(open_, True)) & ~Q(happened(open_, False)))
+        | (Q(happened(click, True)) & ~Q(happened(click, False)))
+    )
+    matched = Q(id__in=messages.values("contact_id"))
+    return matched if op == "campaign" else ~matched
 
 
 def _group_q(node: dict[str, Any], fields: Mapping[str, CustomField], now: datetime.datetime) -> Q:

@@ -308,6 +308,22 @@ def segment_list() -> QuerySet[Segment]:
     return Segment.objects.order_by("name")
 
 
+def segment_name_free(base: str, max_length: int = 200) -> str:
+    """``base``, or ``base (2)``, ``base (3)`` ... : the first name no segment has (names are
+    unique whatever their case), cut to fit ``max_length``. One query."""
+    base = base.strip()[: max_length - 6]
+    taken = {
+        name.lower()
+        for name in Segment.objects.filter(name__istartswith=base).values_list("name", flat=True)
+    }
+    if base.lower() not in taken:
+        return base
+    number = 2
+    while f"{base} ({number})".lower() in taken:
+        number += 1
+    return f"{base} ({number})"
+
+
 def segment_contacts(
     rules: dict[str, Any], fields: Mapping[str, CustomField] | None = None
 ) -> QuerySet[Contact]:

@@ -25,10 +25,20 @@ from contacts.models import (
 from contacts.services import fields as fields_service
 from contacts.views.common import add_errors
 
+# How many of the latest campaigns the builder's campaign menus offer.
+BUILDER_CAMPAIGNS = 500
 
-def segment_builder_config() -> dict:
-    """What the rule builder needs to draw its menus: fields, operators, lists, campaigns."""
+
+def segment_builder_config(rules: dict | None = None) -> dict:
+    """What the rule builder needs to draw its menus: fields, operators, lists, campaigns.
+
+    The menu holds the latest campaigns plus any that ``rules`` names, so a segment saved
+    from an older campaign's report still shows (and keeps) its campaign.
+    """
     from campaigns.models import Campaign
+
+    named = segments.rules_campaign_ids(rules or {})
+    latest = set(Campaign.objects.order_by("-id").values_list("pk", flat=True)[:BUILDER_CAMPAIGNS])
 
     return {
         "builtin": [
@@ -50,6 +60,12 @@ def segment_builder_config() -> dict:
         "listOps": list(segments.LIST_OPS),
         "subscribedOps": list(segments.SUBSCRIBED_OPS),
         "engagementOps": list(segments.ENGAGEMENT_OPS),
+        "campaignOps": list(segments.CAMPAIGN_OPS),
+        "severities": [
+            {"value": "", "label": str(_("hard or soft"))},
+            {"value": "hard", "label": str(_("hard"))},
+            {"value": "soft", "label": str(_("soft only"))},
+        ],
         "labels": segments.operator_labels(),
         "lists": [
             {"value": pk, "label": name}
@@ -57,7 +73,9 @@ def segment_builder_config() -> dict:
         ],
         "campaigns": [
             {"value": pk, "label": name}
-            for pk, name in Campaign.objects.order_by("-id").values_list("pk", "name")[:500]
+            for pk, name in Campaign.objects.filter(pk__in=latest | named)
+            .order_by("-id")
+            .values_list("pk", "name")
         ],
         "text": {
             "list": str(_("List membership")),
@@ -65,6 +83,12 @@ def segment_builder_config() -> dict:
             "opened": str(_("Opened")),
             "clicked": str(_("Clicked")),
             "sent": str(_("Was sent")),
+            "bounced": str(_("Bounced")),
+            "unsubscribed": str(_("Unsubscribed from")),
+            "complained": str(_("Complained (marked as spam)")),
+            "anyActivity": str(_("Any activity (opens, clicks, bounces …)")),
+            "machineOnly": str(_("Opened or clicked by machines only")),
+            "severity": str(_("bounce type")),
             "and": str(_("All of these (AND)")),
             "or": str(_("Any of these (OR)")),
             "addCondition": str(_("+ Condition")),
@@ -103,7 +127,12 @@ class _SegmentFormView(FormView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["segment"] = self.segment
-        context["builder_config"] = segment_builder_config()
+        context["builder_config"] = segment_builder_config(
+            self.segment.rules if self.segment else None
+        )
+        if self.segment is not None:
+            # Shown before the builder's script asks for it, and without script at all.
+            context["counts"] = selectors.segment_count(self.segment.rules)
         return context
 
     def form_invalid(self, form):

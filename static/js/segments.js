@@ -63,6 +63,7 @@
     if (k.kind === "custom") { return config.operators[k.type]; }
     if (k.kind === "list") { return config.listOps; }
     if (k.kind === "subscribed") { return config.subscribedOps; }
+    if (name === "machine_only") { return config.campaignOps; }
     return config.engagementOps;
   }
   function fieldOptions() {
@@ -71,7 +72,10 @@
     if (config.custom.length) { groups.push({ group: t.customFields, options: config.custom }); }
     groups.push({ group: t.activity, options: [
       { value: "list", label: t.list }, { value: "subscribed", label: t.subscribed },
-      { value: "opened", label: t.opened }, { value: "clicked", label: t.clicked }, { value: "sent", label: t.sent }
+      { value: "opened", label: t.opened }, { value: "clicked", label: t.clicked }, { value: "sent", label: t.sent },
+      { value: "bounced", label: t.bounced }, { value: "unsubscribed", label: t.unsubscribed },
+      { value: "complained", label: t.complained }, { value: "activity", label: t.anyActivity },
+      { value: "machine_only", label: t.machineOnly }
     ] });
     return groups;
   }
@@ -107,7 +111,8 @@
     var row = el("div", { "class": "segment-condition", style: "display:flex;flex-wrap:wrap;gap:.4rem;align-items:center;margin:.35rem 0" });
     var fieldSelect = select(fieldOptions(), cond.field, "field");
     fieldSelect.addEventListener("change", function () {
-      cond.field = fieldSelect.value; cond.op = operatorsFor(cond.field)[0]; delete cond.value; delete cond.list;
+      cond.field = fieldSelect.value; cond.op = operatorsFor(cond.field)[0];
+      delete cond.value; delete cond.list; delete cond.severity;
       onChange(true);
     });
     row.appendChild(fieldSelect);
@@ -126,6 +131,14 @@
         onChange(false);
       });
       row.appendChild(listSelect);
+    }
+    if (cond.field === "bounced") {
+      var severitySelect = select(config.severities, cond.severity || "", config.text.severity);
+      severitySelect.addEventListener("change", function () {
+        if (severitySelect.value) { cond.severity = severitySelect.value; } else { delete cond.severity; }
+        onChange(false);
+      });
+      row.appendChild(severitySelect);
     }
     var remove = el("button", { type: "button", "class": "btn btn-secondary", text: config.text.remove });
     remove.addEventListener("click", function () { parent.rules.splice(index, 1); onChange(true); });
