@@ -13,6 +13,11 @@ urlpatterns = [
         name="recipients",
     ),
     path(
+        "<int:pk>/recipients/segment/",
+        report_views.CampaignRecipientsSegmentView.as_view(),
+        name="recipients-segment",
+    ),
+    path(
         "<int:pk>/recipients.csv",
         report_views.campaign_recipients_csv,
         name="recipients-csv",

@@ -5,15 +5,18 @@ from __future__ import annotations
 import csv
 from datetime import timedelta
 
+from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.generic import ListView, TemplateView
+from django.views.generic import FormView, ListView, TemplateView
 
 from campaigns.models import Campaign
 from tracking import selectors, services
+from tracking.forms import RecipientsSegmentForm
 
 # Recipient filters in the order the page shows them.
 RECIPIENT_TABS = [
@@ -149,7 +152,85 @@ class CampaignRecipientsView(ListView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context.update(campaign=self.campaign, what=self.what, tabs=RECIPIENT_TABS)
+        if self.what in selectors.RECIPIENT_SEGMENT_CONDITIONS:
+            context["segment_form"] = RecipientsSegmentForm(
+                initial=_segment_initial(self.campaign, self.what)
+            )
         return context
+
+
+def _segment_initial(campaign: Campaign, what: str) -> dict[str, str]:
+    from contacts.selectors import segment_name_free
+
+    label = dict(RECIPIENT_TABS).get(what, "")
+    return {
+        "what": what,
+        "name": segment_name_free(
+            _("%(list)s — %(campaign)s") % {"list": label, "campaign": campaign.name}
+        ),
+    }
+
+
+class CampaignRecipientsSegmentView(FormView):
+    """Save one of the report's recipients lists as a segment whose rules pick the same
+    contacts (tracking.selectors.campaign_recipients_rules), then show that segment.
+
+    GET shows the form on its own; the recipients page embeds it and posts here.
+    """
+
+    template_name = "tracking/report_recipients_segment.html"
+    form_class = RecipientsSegmentForm
+
+    def dispatch(self, request, *args, **kwargs):
+        self.campaign = _campaign(kwargs["pk"])
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_initial(self):
+        what = self.request.GET.get("what", "")
+        if what not in selectors.RECIPIENT_SEGMENT_CONDITIONS:
+            what = ""
+        return _segment_initial(self.campaign, what)
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        form = context["form"]
+        what = form["what"].value() or ""
+        context.update(
+            campaign=self.campaign,
+            what=what,
+            list_label=dict(RECIPIENT_TABS).get(what, ""),
+        )
+        return context
+
+    def form_invalid(self, form):
+        return self.render_to_response(self.get_context_data(form=form), status=400)
+
+    def form_valid(self, form):
+        from contacts import services as contact_services
+
+        what = form.cleaned_data["what"]
+        rules = selectors.campaign_recipients_rules(self.campaign, what)
+        if rules is None:
+            form.add_error(None, _("This list of recipients cannot be saved as a segment."))
+            return self.form_invalid(form)
+        description = _("Recipients of “%(campaign)s”: %(list)s. Saved from its report.") % {
+            "campaign": self.campaign.name,
+            "list": dict(RECIPIENT_TABS)[what],
+        }
+        try:
+            segment = contact_services.segment_create(
+                name=form.cleaned_data["name"], rules=rules, description=description
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+            return self.form_invalid(form)
+        messages.success(
+            self.request,
+            _("The segment “%(name)s” was saved. It stays up to date with the report.")
+            % {"name": segment.name},
+        )
+        return redirect("contacts:segment-edit", pk=segment.pk)
 
 
 class _Echo:

@@ -44,6 +44,30 @@ RECIPIENT_FILTERS = {
 }
 
 
+# The segment condition (contacts.segments) that picks the same people as each filter ("":
+# the unfiltered list, anyone with any event), so a list can be saved as a live segment.
+# A filter missing here has no "Save as segment"; tests check that none is missing.
+RECIPIENT_SEGMENT_CONDITIONS: dict[str, dict[str, Any]] = {
+    "": {"field": "activity"},
+    "opened": {"field": "opened"},
+    "clicked": {"field": "clicked"},
+    "unsubscribed": {"field": "unsubscribed"},
+    "bounced": {"field": "bounced"},
+    "complained": {"field": "complained"},
+    "machine": {"field": "machine_only"},
+}
+
+
+def campaign_recipients_rules(campaign: Campaign, what: str) -> dict[str, Any] | None:
+    """Segment rules matching the contacts of ``campaign_recipients(campaign, what)``, or
+    None when that list cannot be expressed as a segment. The rules name the campaign, so
+    the segment follows later opens, clicks and bounces."""
+    condition = RECIPIENT_SEGMENT_CONDITIONS.get(what)
+    if condition is None:
+        return None
+    return {"op": "and", "rules": [{**condition, "op": "campaign", "value": campaign.pk}]}
+
+
 def _hourly_totals(campaign_id: int) -> dict[str, int]:
     sums = CampaignHourly.objects.filter(campaign_id=campaign_id).aggregate(
         **{name: Coalesce(Sum(name), 0) for name in HOURLY_FIELDS}
