@@ -77,9 +77,20 @@ def contact_timeline(contact: Contact) -> list[dict[str, Any]]:
                 "at": event.created_at,
                 "kind": event.kind,
                 "label": f"{event.get_kind_display()}: {event.campaign.name}",
+                "detail": _event_detail(event),
             }
         )
     return sorted(items, key=lambda item: item["at"], reverse=True)
+
+
+def _event_detail(event: Any) -> str:
+    """What the receiving side said about a bounce or complaint: "5.1.1 (550) User unknown"."""
+    if event.kind not in (event.Kind.BOUNCE, event.Kind.COMPLAINT):
+        return ""
+    code = event.status_code
+    if event.smtp_code:
+        code = f"{code} ({event.smtp_code})" if code else str(event.smtp_code)
+    return " ".join(part for part in (code, event.diagnostic) if part)
 
 
 def contact_data_export(contact: Contact) -> dict[str, Any]:

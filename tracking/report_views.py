@@ -152,6 +152,10 @@ class CampaignRecipientsView(ListView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context.update(campaign=self.campaign, what=self.what, tabs=RECIPIENT_TABS)
+        rows = context["rows"] = list(context["rows"])
+        bounces = selectors.message_bounces(a.message_id for a in rows if a.bounced_at)
+        for activity in rows:
+            activity.bounce = bounces.get(activity.message_id)
         if self.what in selectors.RECIPIENT_SEGMENT_CONDITIONS:
             context["segment_form"] = RecipientsSegmentForm(
                 initial=_segment_initial(self.campaign, self.what)

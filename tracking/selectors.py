@@ -8,6 +8,7 @@ messages themselves, through the (campaign, status) index.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -227,6 +228,17 @@ def bounce_events(
     if contact_id is not None:
         events = events.filter(message__contact_id=contact_id)
     return list(events.select_related("message", "campaign").order_by("-created_at", "-id")[:limit])
+
+
+def message_bounces(message_ids: Iterable[int]) -> dict[int, Event]:
+    """Per message, the bounce the report goes by (its latest hard bounce, else its latest
+    soft one), with the receiving side's code and diagnostic. One query, for a page of rows."""
+    events = Event.objects.filter(kind=Event.Kind.BOUNCE, message_id__in=list(message_ids))
+    chosen: dict[int, Event] = {}
+    # "hard" sorts before "soft": the first event of each message is the one to show.
+    for event in events.order_by("message_id", "severity", "-created_at", "-id"):
+        chosen.setdefault(event.message_id, event)
+    return chosen
 
 
 def _hourly_sum(field: str) -> Subquery:

@@ -221,3 +221,11 @@ def test_segment_name_free(db):
     assert selectors.segment_name_free("Opened — First") == "Opened — First (3)"
     assert len(selectors.segment_name_free("x" * 300)) <= 200
 
+
+def test_contact_timeline_shows_what_the_server_said(auth_client, story):
+    contact = story["people"]["hard"]
+    Event.objects.filter(message__contact=contact).update(diagnostic="550 5.1.1 User unknown")
+    html = auth_client.get(reverse("contacts:detail", args=[contact.pk])).content.decode()
+    activity = html[html.index('<h2 style="margin-top:0">Activity</h2>') :]
+    assert 'Bounce: First</span> <span class="muted"' in activity
+    assert "5.1.1 (550) 550 5.1.1 User unknown" in activity

@@ -1,6 +1,6 @@
 """Saving a report's recipients list as a segment: the segment holds the same people as
 the list it was saved from (machine opens, bounces, complaints and unsubscribes mixed in),
-stays live, and opens in the rule builder."""
+stays live, and opens in the rule builder; bounces show their code and diagnostic."""
 
 from __future__ import annotations
 
@@ -206,3 +206,32 @@ def test_saving_needs_login_and_csrf(client, user, campaign):
 def test_unknown_campaign_is_404(auth_client, db):
     url = reverse("reports:recipients-segment", args=[999999])
     assert auth_client.post(url, {"what": "opened", "name": "X"}).status_code == 404
+
+
+def test_bounced_recipients_show_code_and_diagnostic(auth_client, client, campaign):
+    m = _traffic(client, campaign)
+    html = auth_client.get(
+        reverse("reports:recipients", args=[campaign.pk]) + "?what=bounced"
+    ).content.decode()
+    for email in ("p3@gmail.test", "p4@gmail.test"):
+        event = Event.objects.get(kind="bounce", message=m[email])
+        assert event.status_code and event.diagnostic
+        cell = re.search(rf'data-bounce="{m[email].pk}">(.*?)</span></span>', html, re.S)[1]
+        assert f"<strong>{event.status_code}</strong>" in cell
+        if event.smtp_code:
+            assert f"({event.smtp_code})" in cell
+        assert event.diagnostic[:40] in cell.replace("&#x27;", "'").replace("&quot;", '"')
+
+
+def test_a_message_that_bounced_soft_then_hard_shows_the_hard_bounce(auth_client, campaign):
+    message = Message.objects.filter(campaign=campaign).first()
+    soft = Event(kind="bounce", campaign=campaign, message=message, severity="soft")
+    soft.status_code, soft.diagnostic = "4.2.2", "Mailbox full"
+    hard = Event(kind="bounce", campaign=campaign, message=message, severity="hard")
+    hard.status_code, hard.smtp_code, hard.diagnostic = "5.1.1", 550, "No such user"
+    later = Event(kind="bounce", campaign=campaign, message=message, severity="soft")
+    later.status_code, later.diagnostic = "4.4.1", "Timed out"
+    for n, event in enumerate((soft, hard, later)):
+        event.created_at = SENT_AT + dt.timedelta(hours=n)
+        event.save()
+    assert selectors.message_bounces([message.pk])[message.pk] == hard
