@@ -104,3 +104,61 @@ def test_nested_segment_count_matches_the_database(
     # Reloaded, the builder draws the saved rule again.
     expect(page.locator(".segment-condition")).to_have_count(3)
     expect(page.locator("[data-count]")).to_have_text("3")
+
+
+def test_a_segment_saved_from_a_report_opens_in_the_builder(
+    live_server, browser, django_user_model
+):
+    """Saved from the report's bounced list, the segment opens in the builder with its
+    campaign and bounce type; changing the type recounts, and saving keeps the rule."""
+    from campaigns.models import Message
+    from contacts import selectors
+    from contacts.models import Contact, Segment
+    from tests.factories import CampaignFactory
+    from tracking.models import Event
+
+    django_user_model.objects.create_user(username="maria", password=PASSWORD)
+    campaign = CampaignFactory(name="Spring sale")
+    for name, severity in [("ana", "hard"), ("ben", "soft"), ("cy", "soft"), ("dan", None)]:
+        contact = Contact.objects.create(email=f"{name}@example.com")
+        message = Message.objects.create(
+            campaign=campaign, contact=contact, email=contact.email, status="sent"
+        )
+        if severity:
+            Event.objects.create(
+                kind="bounce", campaign=campaign, message=message, severity=severity
+            )
+
+    page = browser.new_context(locale="en-US").new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(live_server.url + reverse("reports:recipients", args=[campaign.pk]) + "?what=bounced")
+    page.get_by_label("Username or email").fill("maria")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.locator("#save-segment summary").click()
+    expect(page.get_by_label("Segment name")).to_have_value("Bounced — Spring sale")
+    page.get_by_role("button", name="Save as segment").click()
+    expect(page.locator(".msg")).to_contain_text(re.compile("was saved"))
+    segment = Segment.objects.get()
+    assert page.url.endswith(reverse("contacts:segment-edit", args=[segment.pk]))
+
+    condition = page.locator("#segment-builder .segment-condition")
+    expect(condition).to_have_count(1)
+    expect(condition.get_by_label("field")).to_have_value("bounced")
+    expect(condition.get_by_label("operator")).to_have_value("campaign")
+    expect(condition.get_by_label("campaign")).to_have_value(str(campaign.pk))
+    expect(condition.get_by_label("bounce type")).to_have_value("")
+    expect(page.locator("[data-count]")).to_have_text("3")
+
+    condition.get_by_label("bounce type").select_option("soft")
+    expect(page.locator("[data-count]")).to_have_text("2")
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator(".msg")).to_contain_text(re.compile("was saved"))
+    segment = Segment.objects.get()
+    assert segment.rules["rules"] == [
+        {"field": "bounced", "op": "campaign", "value": campaign.pk, "severity": "soft"}
+    ]
+    assert selectors.segment_count(segment.rules)["count"] == 2
+    expect(
+        page.locator("#segment-builder .segment-condition").get_by_label("bounce type")
+    ).to_have_value("soft")
