@@ -198,7 +198,9 @@ class SegmentSerializer(serializers.ModelSerializer):
         help_text=gettext_lazy(
             'A group: {"op": "and"|"or", "rules": [condition or group, ...]}; a condition is '
             '{"field": ..., "op": ..., "value": ...}. Fields: email, domain, first_name, '
-            "last_name, custom.<key>, list, subscribed, opened, clicked, sent."
+            "last_name, custom.<key>, list, subscribed, opened, clicked, sent, bounced "
+            '(optional "severity": "hard"|"soft"), unsubscribed, complained, activity, '
+            "machine_only. opened and clicked count people's opens and clicks, not machines'."
         ),
     )
     count = serializers.SerializerMethodField(
