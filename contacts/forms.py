@@ -185,6 +185,8 @@ class CustomFieldForm(forms.Form):
 
 
 class ContactImportForm(forms.Form):
+    """The upload step; what each column holds and the mode are chosen on the next page."""
+
     mailing_list = forms.ModelChoiceField(
         label=_("Import into the list"),
         queryset=MailingList.objects.order_by("name"),
@@ -195,29 +197,14 @@ class ContactImportForm(forms.Form):
         label=_("or create a new list named"), max_length=200, required=False
     )
     file = forms.FileField(label=_("CSV file"))
-    mode = forms.ChoiceField(
-        label=_("Contacts already in Mailcenter"),
-        choices=ContactImport.Mode.choices,
-        initial=ContactImport.Mode.ADD_UPDATE,
-        required=False,
-        widget=forms.RadioSelect,
-        help_text=_(
-            "“Add new contacts only” leaves the names and fields of known contacts as they "
-            "are; “Update existing contacts only” creates no contact and skips unknown "
-            "addresses. In every mode known contacts join the list. People who unsubscribed, "
-            "bounced or complained before are never subscribed again by an import: their "
-            "rows are skipped and listed with the reason."
-        ),
-    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["file"].widget.attrs["accept"] = ".csv,.txt,.tsv,text/csv,text/plain"
         self.fields["file"].help_text = _(
-            "A CSV file with a header row, up to %(limit)s. The email column is required "
-            "(“email”, “e-mail” or “Email Address”); “First Name” / “Last Name” (or “name”) "
-            "fill the names; every other column is kept as an attribute. Commas, semicolons, "
-            "tabs or pipes; UTF-8, UTF-16, Windows-1251 or Latin-1 text."
+            "A CSV file with a header row, up to %(limit)s. Commas, semicolons, tabs or "
+            "pipes; UTF-8, UTF-16, Windows-1251 or Latin-1 text. On the next page you see "
+            "each column with sample values and choose what it holds."
         ) % {"limit": filesizeformat(conf.import_max_bytes())}
 
     def clean_file(self) -> Any:
@@ -234,12 +221,29 @@ class ContactImportForm(forms.Form):
         if not chosen and not name and "mailing_list" not in self.errors:
             raise ValidationError(_("Choose a list to import into, or type a name for a new one."))
         cleaned["new_list_name"] = name
-        cleaned["mode"] = cleaned.get("mode") or ContactImport.Mode.ADD_UPDATE
         return cleaned
 
 
 class ContactImportMappingForm(forms.Form):
-    """One select per CSV column: what the column holds, pre-filled with the guess."""
+    """One select per CSV column, pre-filled with the guess, and the import's mode.
+
+    A column mapped to a new field also has a name and a type for that field
+    (``col_N_key``, ``col_N_type``); the mapping it builds is the service's
+    (``new:KEY:TYPE``), so the page and the API and the command check it the same way.
+    """
+
+    mode = forms.ChoiceField(
+        label=_("Contacts already in Mailcenter"),
+        choices=ContactImport.Mode.choices,
+        initial=ContactImport.Mode.ADD_UPDATE,
+        required=False,
+        widget=forms.RadioSelect,
+        help_text=_(
+            "“Add new contacts only” leaves the names and fields of known contacts as they "
+            "are; “Update existing contacts only” creates no contact and skips unknown "
+            "addresses. In every mode known, active contacts join the list."
+        ),
+    )
 
     def __init__(
         self,
@@ -257,6 +261,11 @@ class ContactImportMappingForm(forms.Form):
             (imports.FIELD_PREFIX + field.key, f"{field.label} ({field.get_type_display()})")
             for field in CustomField.objects.order_by("label")
         ]
+        type_choices = [
+            (value, label)
+            for value, label in CustomField.Type.choices
+            if value in imports.NEW_FIELD_TYPES
+        ]
         self.columns: list[dict[str, Any]] = []
         for index, name in enumerate(header):
             choices: list[Any] = [
@@ -267,17 +276,26 @@ class ContactImportMappingForm(forms.Form):
             if existing:
                 choices.append((_("Existing field"), existing))
             choices += [
-                (
-                    imports.TARGET_NEW_FIELD,
-                    _("New text field “%(key)s”") % {"key": imports.new_field_key(name, index)},
-                ),
+                (imports.TARGET_NEW_FIELD, _("A new field")),
                 (imports.TARGET_IGNORE, _("Ignore this column")),
             ]
+            column = name.strip() or _("Column %(number)s") % {"number": index + 1}
             key = f"col_{index}"
             self.fields[key] = forms.ChoiceField(
-                label=name.strip() or _("Column %(number)s") % {"number": index + 1},
-                choices=choices,
-                initial=guesses[index],
+                label=column, choices=choices, initial=guesses[index]
+            )
+            self.fields[f"{key}_key"] = forms.CharField(
+                label=_("New field name for “%(column)s”") % {"column": column},
+                required=False,
+                max_length=50,
+                initial=imports.new_field_key(name, index),
+                help_text=_("Lower-case letters, digits and underscores."),
+            )
+            self.fields[f"{key}_type"] = forms.ChoiceField(
+                label=_("New field type for “%(column)s”") % {"column": column},
+                choices=type_choices,
+                initial=CustomField.Type.TEXT,
+                required=False,
             )
             self.columns.append(
                 {
@@ -287,10 +305,23 @@ class ContactImportMappingForm(forms.Form):
             )
 
     def mapping(self) -> list[str]:
-        return [self.cleaned_data[f"col_{index}"] for index in range(len(self.header))]
+        from contacts.services import imports
+
+        targets = []
+        for index, name in enumerate(self.header):
+            target = self.cleaned_data[f"col_{index}"]
+            if target == imports.TARGET_NEW_FIELD:
+                key = (self.cleaned_data.get(f"col_{index}_key") or "").strip()
+                field_type = self.cleaned_data.get(f"col_{index}_type") or CustomField.Type.TEXT
+                target = imports.new_field_target(
+                    key or imports.new_field_key(name, index), field_type
+                )
+            targets.append(target)
+        return targets
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        cleaned["mode"] = cleaned.get("mode") or ContactImport.Mode.ADD_UPDATE
         if not self.errors:
             from contacts.services import imports
 
@@ -298,7 +329,15 @@ class ContactImportMappingForm(forms.Form):
         return cleaned
 
     def bound_columns(self) -> list[dict[str, Any]]:
-        return [{**column, "bound": self[column["field"]]} for column in self.columns]
+        return [
+            {
+                **column,
+                "bound": self[column["field"]],
+                "key": self[f"{column['field']}_key"],
+                "type": self[f"{column['field']}_type"],
+            }
+            for column in self.columns
+        ]
 
 
 class SegmentForm(forms.Form):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -53,6 +54,7 @@ def contact_import_copy(
     info: importing.CsvInfo,
     fields: dict[str, CustomField],
     mode: str = ContactImport.Mode.ADD_UPDATE,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Import a validated file (see ``inspect_csv``) through COPY and a set-based merge.
 
@@ -80,6 +82,8 @@ def contact_import_copy(
                 contact_import_check_cancelled(contact_import.pk)
                 more = _copy_chunk(cursor, stage, rows, tally, fields, seen)
                 _progress(contact_import.pk, tally)
+                if on_progress is not None:
+                    on_progress(tally.rows_done, info.rows_total)
             seen.clear()
             _progress(contact_import.pk, tally)
             # Last chance to stop: after this the merge runs as one transaction.

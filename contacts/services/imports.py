@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from contacts import conf, importing, selectors
 from contacts.models import Contact, ContactImport, CustomField, MailingList, Subscription
 from contacts.services.contacts import NAME_MAX_LENGTH, normalize_email
 from contacts.services.fields import (
+    KEY_RE,
     custom_field_create,
     custom_fields_by_key,
     custom_value_clean,
@@ -116,15 +118,71 @@ def _target_label(target: str) -> str:
     return _("the field “%(key)s”") % {"key": target.removeprefix(FIELD_PREFIX)}
 
 
+# A new field's type must be one whose values a CSV cell can give without more input; a
+# choice needs its options listed first, so it is made in Settings and then picked here.
+NEW_FIELD_TYPES = (
+    CustomField.Type.TEXT,
+    CustomField.Type.NUMBER,
+    CustomField.Type.DATE,
+    CustomField.Type.BOOLEAN,
+)
+
+
+@dataclass(frozen=True)
+class NewField:
+    """A custom field a mapping asks the importer to create before the rows are read."""
+
+    key: str
+    label: str
+    type: str
+
+
+def new_field_target(key: str, field_type: str = CustomField.Type.TEXT) -> str:
+    """The mapping target that creates the field ``key`` of ``field_type``: ``new:KEY:TYPE``."""
+    return f"{TARGET_NEW_FIELD}:{key}:{field_type}"
+
+
+def _new_field_parse(target: str, name: str, index: int, column: str) -> NewField:
+    """Read ``new``, ``new:KEY`` or ``new:KEY:TYPE``; raise ValidationError in plain words."""
+    # A colon inside the name is kept in it, so it is refused as a bad name below.
+    _new, _sep, rest = target.partition(":")
+    key, _sep, field_type = rest.rpartition(":") if rest.count(":") else (rest, "", "")
+    key = key.strip() or new_field_key(name, index)
+    field_type = field_type.strip() or CustomField.Type.TEXT
+    if not KEY_RE.match(key):
+        raise ValidationError(
+            _(
+                "“%(key)s” cannot be the name of the new field for the column “%(column)s”: "
+                "a field name starts with a lower-case letter and has only lower-case "
+                "letters, digits and underscores (at most 50), like “city” or “signup_date”."
+            )
+            % {"key": key[:60], "column": column},
+            code="mapping_new_field_key",
+        )
+    if field_type not in NEW_FIELD_TYPES:
+        raise ValidationError(
+            _(
+                "The new field “%(key)s” cannot have the type “%(type)s”. Choose one of: "
+                "%(types)s. A choice field needs its options: create it in Settings first, "
+                "then pick it for the column."
+            )
+            % {"key": key, "type": field_type[:30], "types": ", ".join(NEW_FIELD_TYPES)},
+            code="mapping_new_field_type",
+        )
+    return NewField(key, column[:100], field_type)
+
+
 def contact_import_mapping_clean(
     header: tuple[str, ...] | list[str], mapping: Any
-) -> tuple[list[str], list[tuple[str, str]]]:
+) -> tuple[list[str], list[NewField]]:
     """Check a mapping against the file's header and resolve its new fields.
 
-    Returns (targets, new fields as (key, label)); "new" targets come back as
-    ``field:KEY``. Raises ValidationError naming what is wrong: not one target per column,
-    an unknown target or field, no or several email columns, or two columns with the same
-    target.
+    A target is ``email``, ``first_name``, ``last_name``, ``field:KEY`` (an existing
+    custom field), ``ignore``, or a new field: ``new`` (a text field named after the
+    column), ``new:KEY`` or ``new:KEY:TYPE``. Returns (targets, new fields); new-field
+    targets come back as ``field:KEY``. Raises ValidationError naming what is wrong: not
+    one target per column, an unknown target or field, a bad new-field name or type, no or
+    several email columns, or two columns with the same target.
     """
     if (
         not isinstance(mapping, list)
@@ -138,22 +196,23 @@ def contact_import_mapping_clean(
         )
     existing = custom_fields_by_key()
     targets: list[str] = []
-    new_fields: list[tuple[str, str]] = []
+    new_fields: list[NewField] = []
     for index, (name, target) in enumerate(zip(header, mapping, strict=True)):
         column = name.strip() or _("column %(number)s") % {"number": index + 1}
-        if target == TARGET_NEW_FIELD:
-            key = new_field_key(name, index)
-            if key in existing:
+        if target == TARGET_NEW_FIELD or target.startswith(TARGET_NEW_FIELD + ":"):
+            new = _new_field_parse(target, name, index, column)
+            if new.key in existing:
                 raise ValidationError(
                     _(
                         "A field with the key “%(key)s” exists already: choose it for the "
                         "column “%(column)s” instead of a new field."
                     )
-                    % {"key": key, "column": column},
+                    % {"key": new.key, "column": column},
                     code="mapping_field_exists",
                 )
-            new_fields.append((key, column[:100]))
-            target = FIELD_PREFIX + key
+            if all(other.key != new.key for other in new_fields):
+                new_fields.append(new)
+            target = FIELD_PREFIX + new.key
         elif target.startswith(FIELD_PREFIX):
             if target.removeprefix(FIELD_PREFIX) not in existing:
                 raise ValidationError(
@@ -223,8 +282,8 @@ def _mapping_apply(contact_import: ContactImport, mapping: Any) -> None:
     """Validate the mapping against the stored file, create its new fields, store it."""
     header = contact_import_preview(contact_import).header
     targets, new_fields = contact_import_mapping_clean(header, mapping)
-    for key, label in new_fields:
-        custom_field_create(key=key, label=label)
+    for new in new_fields:
+        custom_field_create(key=new.key, label=new.label, type=new.type)
     contact_import.mapping = targets
 
 
@@ -236,25 +295,22 @@ def contact_import_create(
     mapping: Any = None,
     review: bool = False,
     mode: str = ContactImport.Mode.ADD_UPDATE,
+    enqueue: bool = True,
 ) -> ContactImport:
     """Store the upload and queue the import once the caller's transaction commits.
 
-    With ``review`` the import waits in *mapping* until ``contact_import_confirm``; with a
-    ``mapping`` (one target per column) it uses those columns instead of guessing from the
-    header names. ``mode`` is one of ContactImport.Mode. Raises ValidationError for files
-    ``contact_import_validate_file`` refuses, an unknown mode and a mapping that does not
-    fit the file.
+    With ``review`` the import waits in *mapping* until ``contact_import_confirm`` (the
+    web page's flow); with a ``mapping`` (one target per column, see
+    ``contact_import_mapping_clean``) it uses those columns instead of guessing from the
+    header names. ``mode`` is one of ContactImport.Mode. Without ``enqueue`` no task is
+    sent: the caller runs ``contact_import_run`` itself (the management command does, to
+    print progress). Raises ValidationError for files ``contact_import_validate_file``
+    refuses, an unknown mode and a mapping that does not fit the file.
     """
     from contacts.tasks import contact_import_run_task
 
     contact_import_validate_file(uploaded_file)
-    if mode not in ContactImport.Mode.values:
-        raise ValidationError(
-            {
-                "mode": _("The mode must be one of: %(modes)s.")
-                % {"modes": ", ".join(ContactImport.Mode.values)}
-            }
-        )
+    _mode_check(mode)
     original_name = os.path.basename(uploaded_file.name or "")[:255]
     contact_import = ContactImport(
         mode=mode,
@@ -272,26 +328,43 @@ def contact_import_create(
                 contact_import.file.delete(save=False)
                 raise
         contact_import.save()
-    if not review:
+    if not review and enqueue:
         transaction.on_commit(lambda: contact_import_run_task.delay(contact_import.pk))
     return contact_import
 
 
-def contact_import_confirm(contact_import: ContactImport, mapping: Any) -> ContactImport:
-    """Store the chosen mapping of an import waiting in *mapping* and queue it.
+def _mode_check(mode: str) -> None:
+    if mode not in ContactImport.Mode.values:
+        raise ValidationError(
+            {
+                "mode": _("The mode must be one of: %(modes)s.")
+                % {"modes": ", ".join(ContactImport.Mode.values)}
+            }
+        )
 
-    Creates the new custom fields the mapping asks for (text fields). Raises
-    ValidationError for a bad mapping or an import that is no longer waiting.
+
+def contact_import_confirm(
+    contact_import: ContactImport, mapping: Any, *, mode: str | None = None
+) -> ContactImport:
+    """Store the chosen mapping (and mode) of an import waiting in *mapping* and queue it.
+
+    Creates the new custom fields the mapping asks for, in the same transaction, so a
+    refused mapping leaves no field behind. Raises ValidationError for a bad mapping or
+    mode, or an import that is no longer waiting.
     """
     from contacts.tasks import contact_import_run_task
 
+    if mode is not None:
+        _mode_check(mode)
     with transaction.atomic():
         locked = ContactImport.objects.select_for_update().get(pk=contact_import.pk)
         if locked.status != ContactImport.Status.MAPPING:
             raise ValidationError(_("This import has already started."), code="started")
         _mapping_apply(locked, mapping)
         locked.status = ContactImport.Status.QUEUED
-        locked.save(update_fields=["mapping", "status"])
+        if mode is not None:
+            locked.mode = mode
+        locked.save(update_fields=["mapping", "status", "mode"])
         transaction.on_commit(lambda: contact_import_run_task.delay(locked.pk))
     return locked
 
@@ -557,7 +630,11 @@ def _contact_import_fail(import_id: int, message: str) -> None:
     )
 
 
-def contact_import_run(import_id: int) -> None:
+# Called with (rows done, rows in the file) after each committed batch.
+ProgressCallback = Callable[[int, int], None]
+
+
+def contact_import_run(import_id: int, on_progress: ProgressCallback | None = None) -> None:
     """Import the file of a queued ContactImport into its list.
 
     Claims the import (queued → running) so a duplicate task does nothing; validates the
@@ -575,7 +652,7 @@ def contact_import_run(import_id: int) -> None:
     contact_import = ContactImport.objects.select_related("mailing_list").get(pk=import_id)
     tally = _Tally(refused_rows_kept=conf.import_refused_rows_kept())
     try:
-        _contact_import_execute(contact_import, tally)
+        _contact_import_execute(contact_import, tally, on_progress)
     except ImportCancelled:
         ContactImport.objects.filter(pk=import_id).update(
             **tally.fields(), status=ContactImport.Status.CANCELLED, finished_at=timezone.now()
@@ -599,7 +676,9 @@ def contact_import_run(import_id: int) -> None:
         )
 
 
-def _contact_import_execute(contact_import: ContactImport, tally: _Tally) -> None:
+def _contact_import_execute(
+    contact_import: ContactImport, tally: _Tally, on_progress: ProgressCallback | None = None
+) -> None:
     storage, name = contact_import.file.storage, contact_import.file.name
 
     def open_file() -> Any:
@@ -617,7 +696,15 @@ def _contact_import_execute(contact_import: ContactImport, tally: _Tally) -> Non
     if connection.vendor == "postgresql" and info.rows_total >= conf.import_copy_min_rows():
         from contacts.services.bulk_import import contact_import_copy
 
-        contact_import_copy(contact_import, tally, open_file, info, fields, contact_import.mode)
+        contact_import_copy(
+            contact_import,
+            tally,
+            open_file,
+            info,
+            fields,
+            contact_import.mode,
+            on_progress=on_progress,
+        )
         _contact_import_finish(contact_import.pk, tally)
         return
     batch_size = conf.import_batch_size()
@@ -629,6 +716,8 @@ def _contact_import_execute(contact_import: ContactImport, tally: _Tally) -> Non
             _import_batch(contact_import.mailing_list, batch, tally, fields, contact_import.mode)
             ContactImport.objects.filter(pk=contact_import.pk).update(**tally.fields())
         batch.clear()
+        if on_progress is not None:
+            on_progress(tally.rows_done, info.rows_total)
 
     for row in importing.read_contacts(open_file, info):
         batch.append(row)

@@ -7,9 +7,8 @@ import csv
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views import View
 from django.views.generic import DetailView, FormView, ListView
@@ -168,19 +167,15 @@ class ContactImportCreateView(FormView):
 
     def form_valid(self, form):
         data = form.cleaned_data
-        # "Upload and choose columns" stops at the mapping page; "Upload and import" guesses.
-        review = "review" in self.request.POST
+        # Every upload stops at the mapping page: the columns, the mode and the policy for
+        # people who left are shown before anything is written.
         try:
             with transaction.atomic():
                 mailing_list = data["mailing_list"] or services.mailing_list_create(
                     name=data["new_list_name"]
                 )
                 contact_import = services.contact_import_create(
-                    mailing_list,
-                    data["file"],
-                    self.request.user,
-                    review=review,
-                    mode=data["mode"],
+                    mailing_list, data["file"], self.request.user, review=True
                 )
         except ValidationError as exc:
             if hasattr(exc, "error_dict") and "name" in exc.error_dict:
@@ -188,9 +183,7 @@ class ContactImportCreateView(FormView):
             else:
                 form.add_error(None, exc)
             return self.form_invalid(form)
-        if review:
-            return redirect("contacts:import-mapping", contact_import.pk)
-        return HttpResponseRedirect(reverse("contacts:import-detail", args=[contact_import.pk]))
+        return redirect("contacts:import-mapping", contact_import.pk)
 
     def form_invalid(self, form):
         return self.render_to_response(self.get_context_data(form=form), status=400)
@@ -226,7 +219,9 @@ class ContactImportMappingView(View):
         form = self._form(request.POST)
         if form.is_valid():
             try:
-                services.contact_import_confirm(self.item, form.mapping())
+                services.contact_import_confirm(
+                    self.item, form.mapping(), mode=form.cleaned_data["mode"]
+                )
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:

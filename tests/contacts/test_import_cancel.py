@@ -142,7 +142,6 @@ def test_cancel_from_the_mapping_page(auth_client):
         {
             "mailing_list": news.pk,
             "file": SimpleUploadedFile("c.csv", ROWS.encode(), content_type="text/csv"),
-            "review": "1",
         },
     )
     item = ContactImport.objects.get()

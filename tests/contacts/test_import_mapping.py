@@ -13,6 +13,7 @@ from django.urls import reverse
 from contacts.models import Contact, ContactImport, CustomField
 from contacts.services import imports
 from contacts.services.fields import custom_field_create
+from tests.contacts.helpers import confirm_mapping
 from tests.factories import MailingListFactory
 
 pytestmark = pytest.mark.django_db
@@ -99,7 +100,7 @@ def test_mapping_page_shows_samples_and_guesses(auth_client):
     )
     response = auth_client.post(
         reverse("contacts:import"),
-        {"mailing_list": news.pk, "file": _upload(content), "review": "1"},
+        {"mailing_list": news.pk, "file": _upload(content)},
     )
     item = ContactImport.objects.get()
 
@@ -126,7 +127,7 @@ def test_confirming_a_mapping_imports_with_it(auth_client, django_capture_on_com
     )
     auth_client.post(
         reverse("contacts:import"),
-        {"mailing_list": news.pk, "file": _upload(content), "review": "1"},
+        {"mailing_list": news.pk, "file": _upload(content)},
     )
     item = ContactImport.objects.get()
     url = reverse("contacts:import-mapping", args=[item.pk])
@@ -177,7 +178,7 @@ def test_mapping_handles_legacy_encodings(auth_client, django_capture_on_commit_
     content = "Почта;Имя;Город\nivan@example.ru;Иван;Москва\n".encode("cp1251")
     auth_client.post(
         reverse("contacts:import"),
-        {"mailing_list": news.pk, "file": _upload(content), "review": "1"},
+        {"mailing_list": news.pk, "file": _upload(content)},
     )
     item = ContactImport.objects.get()
     page = auth_client.get(reverse("contacts:import-mapping", args=[item.pk]))
@@ -201,7 +202,7 @@ def test_mapping_page_of_an_unreadable_file_says_so(auth_client):
     news = MailingListFactory(name="News")
     auth_client.post(
         reverse("contacts:import"),
-        {"mailing_list": news.pk, "file": _upload(codecs.BOM_UTF32_LE + b"x"), "review": "1"},
+        {"mailing_list": news.pk, "file": _upload(codecs.BOM_UTF32_LE + b"x")},
     )
     item = ContactImport.objects.get()
 
@@ -285,3 +286,101 @@ def test_mapping_with_typed_fields_on_both_paths(
     assert item.refused_rows[0]["reason"] == "bad value for age"
     ann = Contact.objects.get(email="ann@example.com")
     assert ann.attributes == {"age": 41, "z": "Rome"}
+
+
+@pytest.mark.parametrize(
+    ("target", "key", "field_type"),
+    [
+        ("new", "city", "text"),
+        ("new:town", "town", "text"),
+        ("new:town:number", "town", "number"),
+        ("new::date", "city", "date"),
+    ],
+)
+def test_new_field_targets_carry_a_name_and_a_type(target, key, field_type):
+    targets, new_fields = imports.contact_import_mapping_clean(["email", "City"], ["email", target])
+
+    assert targets == ["email", f"field:{key}"]
+    assert new_fields == [imports.NewField(key, "City", field_type)]
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("new:Town Name:text", "cannot be the name of the new field"),
+        ("new:9lives", "cannot be the name of the new field"),
+        ("new:a:b:text", "cannot be the name of the new field"),
+        ("new:town:colour", "cannot have the type “colour”"),
+        ("new:town:choice", "create it in Settings first"),
+    ],
+)
+def test_bad_new_fields_are_refused_in_plain_words(target, message):
+    with pytest.raises(ValidationError) as caught:
+        imports.contact_import_mapping_clean(["email", "City"], ["email", target])
+
+    assert message in caught.value.messages[0]
+
+
+def _upload_to_mapping(auth_client, content: str):
+    news = MailingListFactory(name="News")
+    response = auth_client.post(
+        reverse("contacts:import"), {"mailing_list": news.pk, "file": _upload(content)}
+    )
+    return ContactImport.objects.get(), response
+
+
+def test_mapping_page_creates_a_typed_field_and_takes_the_mode(
+    auth_client, django_capture_on_commit_callbacks
+):
+    item, uploaded = _upload_to_mapping(
+        auth_client, "Mail,First,Years\nann@example.com,Ann,41\nbob@example.com,Bob,old\n"
+    )
+    page = auth_client.get(uploaded["Location"]).content.decode()
+    assert 'name="col_2_key"' in page and 'value="years"' in page
+    assert "never subscribed again by an import" in page
+    assert "Upload and import" not in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = confirm_mapping(
+            auth_client,
+            uploaded,
+            {2: "new"},
+            col_2_key="age_years",
+            col_2_type="number",
+            mode="add",
+        )
+
+    assert done["Location"] == reverse("contacts:import-detail", args=[item.pk])
+    item.refresh_from_db()
+    assert item.status == ContactImport.Status.DONE, item.error
+    assert item.mode == ContactImport.Mode.ADD_ONLY
+    assert item.mapping == ["email", "first_name", "field:age_years"]
+    field = CustomField.objects.get(key="age_years")
+    assert (field.label, field.type) == ("Years", CustomField.Type.NUMBER)
+    assert Contact.objects.get(email="ann@example.com").attributes == {"age_years": 41}
+    # "old" is no number: the row is refused with the reason, not stored as text.
+    assert (item.created, item.refused) == (1, 1)
+    assert item.refused_rows[0]["reason"] == "bad value for age_years"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "extra", "message"),
+    [
+        ({0: "ignore"}, {}, "Choose exactly one column that holds the email addresses"),
+        ({2: "first_name"}, {}, "are both mapped to First name"),
+        ({2: "new"}, {"col_2_key": "Age in years"}, "cannot be the name of the new field"),
+        ({2: "new"}, {"col_2_type": "choice"}, "Select a valid choice"),
+        ({}, {"mode": "resubscribe"}, "Select a valid choice"),
+    ],
+)
+def test_mapping_page_explains_a_bad_mapping(auth_client, overrides, extra, message):
+    item, uploaded = _upload_to_mapping(auth_client, "Mail,First,Years\nann@example.com,Ann,41\n")
+
+    page = confirm_mapping(auth_client, uploaded, overrides, **extra)
+
+    assert page.status_code == 400
+    assert message in page.content.decode()
+    item.refresh_from_db()
+    assert item.status == ContactImport.Status.MAPPING
+    assert not CustomField.objects.exists()
+    assert not Contact.objects.exists()

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from contacts import services
 from contacts.models import Contact, ContactImport, Subscription
+from tests.contacts.helpers import confirm_mapping
 from tests.factories import MailingListFactory
 
 pytestmark = pytest.mark.django_db
@@ -110,24 +111,24 @@ def test_update_only_creates_nobody(settings, people, copy_min_rows):
     ]
 
 
-def test_upload_form_takes_the_mode_and_reports_skipped_rows(
+def test_mapping_page_takes_the_mode_and_reports_skipped_rows(
     auth_client, people, django_capture_on_commit_callbacks
 ):
     news = MailingListFactory()
-    page = auth_client.get(reverse("contacts:import"))
+    uploaded = auth_client.post(
+        reverse("contacts:import"),
+        {
+            "mailing_list": news.pk,
+            "file": SimpleUploadedFile("c.csv", CSV.encode(), content_type="text/csv"),
+        },
+    )
+    page = auth_client.get(uploaded["Location"])
     html = page.content.decode()
-    assert "never subscribed again" in html
+    assert "never subscribed again by an import" in html
     assert 'value="add_update"' in html and "checked" in html
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = auth_client.post(
-            reverse("contacts:import"),
-            {
-                "mailing_list": news.pk,
-                "mode": "update",
-                "file": SimpleUploadedFile("c.csv", CSV.encode(), content_type="text/csv"),
-            },
-        )
+        response = confirm_mapping(auth_client, uploaded, mode="update")
 
     item = ContactImport.objects.get()
     assert item.mode == ContactImport.Mode.UPDATE_ONLY

@@ -8,6 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from contacts.models import Contact, ContactImport, MailingList, Subscription
+from tests.contacts.helpers import confirm_mapping
 from tests.factories import ContactFactory, MailingListFactory, SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
@@ -210,15 +211,19 @@ def test_upload_flow_end_to_end(auth_client, django_capture_on_commit_callbacks)
     form_page = auth_client.get(reverse("contacts:import"), {"list": news.pk})
     content = b"Email Address;First Name\nann@example.com;Ann\nbob@example.com;Bob\nnope;X\n"
 
+    uploaded = auth_client.post(
+        reverse("contacts:import"), {"mailing_list": news.pk, "file": _upload(content)}
+    )
+    item = ContactImport.objects.get()
+    # Every upload stops at the mapping page first; nothing is imported yet.
+    assert uploaded["Location"] == reverse("contacts:import-mapping", args=[item.pk])
+    assert Contact.objects.count() == 0
     with django_capture_on_commit_callbacks(execute=True):
-        response = auth_client.post(
-            reverse("contacts:import"), {"mailing_list": news.pk, "file": _upload(content)}
-        )
+        response = confirm_mapping(auth_client, uploaded)
 
     assert form_page.status_code == 200
     assert form_page.context["form"].initial["mailing_list"] == news
-    assert "Email Address" in form_page.content.decode()
-    item = ContactImport.objects.get()
+    assert "Upload and import" not in form_page.content.decode()
     assert response["Location"] == reverse("contacts:import-detail", args=[item.pk])
     page = auth_client.get(response["Location"])
     html = page.content.decode()
@@ -246,27 +251,43 @@ def test_upload_flow_end_to_end(auth_client, django_capture_on_commit_callbacks)
 
 
 def test_upload_into_a_new_list(auth_client, django_capture_on_commit_callbacks):
+    uploaded = auth_client.post(
+        reverse("contacts:import"),
+        {"new_list_name": "Fresh", "file": _upload(b"email\nann@example.com\n")},
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        auth_client.post(
-            reverse("contacts:import"),
-            {"new_list_name": "Fresh", "file": _upload(b"email\nann@example.com\n")},
-        )
+        confirm_mapping(auth_client, uploaded)
 
     fresh = MailingList.objects.get(name="Fresh")
     assert list(fresh.contacts.values_list("email", flat=True)) == ["ann@example.com"]
 
 
-def test_failed_import_page_shows_the_error(auth_client, django_capture_on_commit_callbacks):
+def test_a_file_without_an_email_column_is_explained_on_the_mapping_page(auth_client):
     news = MailingListFactory()
-    with django_capture_on_commit_callbacks(execute=True):
-        response = auth_client.post(
-            reverse("contacts:import"),
-            {"mailing_list": news.pk, "file": _upload(b"name,city\nIvan,Moscow\n")},
-        )
+    uploaded = auth_client.post(
+        reverse("contacts:import"),
+        {"mailing_list": news.pk, "file": _upload(b"name,city\nIvan,Moscow\n")},
+    )
 
-    page = auth_client.get(response["Location"])
+    page = confirm_mapping(auth_client, uploaded)
+
+    assert page.status_code == 400
+    assert "Choose exactly one column that holds the email addresses" in page.content.decode()
+    assert ContactImport.objects.get().status == ContactImport.Status.MAPPING
+
+
+def test_failed_import_page_shows_the_error(auth_client):
+    item = ContactImport.objects.create(
+        mailing_list=MailingListFactory(),
+        file="imports/x.csv",
+        status=ContactImport.Status.FAILED,
+        error="The file is not UTF-8 text.",
+    )
+
+    page = auth_client.get(reverse("contacts:import-detail", args=[item.pk]))
+
     assert "The import failed." in page.content.decode()
-    assert "No email column found" in page.content.decode()
+    assert "The file is not UTF-8 text." in page.content.decode()
 
 
 def test_progress_of_a_running_import_keeps_polling(auth_client):

@@ -102,7 +102,15 @@ def test_a_marketers_day(live_server, browser, marketer, settings, tmp_path):
     page.goto(url + reverse("contacts:import"))
     page.get_by_label("or create a new list named").fill("Spring newsletter")
     page.get_by_label("CSV file").set_input_files(str(csv_path))
-    page.get_by_role("button", name="Upload and import").click()
+    page.get_by_role("button", name="Upload and choose columns").click()
+    # The mapping page: the guesses from Mailchimp's header names, sample values, the mode.
+    expect(page.get_by_role("heading", name=re.compile("Columns of"))).to_be_visible()
+    expect(page.get_by_label("Email Address", exact=True)).to_have_value("email")
+    expect(page.get_by_label("First Name", exact=True)).to_have_value("first_name")
+    expect(page.get_by_label("city", exact=True)).to_have_value("new")
+    expect(page.get_by_text("Lisbon")).to_be_visible()
+    _shot(page, "import-mapping")
+    page.get_by_role("button", name="Start the import").click()
     expect(page.get_by_role("heading", name=re.compile("Import of"))).to_be_visible()
     expect(page.locator(".badge")).to_have_text("Done")
     assert _stat(page, "[data-field='created']") == "4"
