@@ -256,6 +256,84 @@ def contact_import_mapping_clean(
     return targets, new_fields
 
 
+def _column_index(header: tuple[str, ...] | list[str], column: str) -> int:
+    """The index of the column a person named: its header (case and spaces ignored) or its
+    position counted from 1. Raises ValidationError listing the columns otherwise."""
+    names = [name.strip() for name in header]
+    wanted = column.strip()
+    if wanted in names:
+        return names.index(wanted)
+    keyed = [
+        i
+        for i, name in enumerate(names)
+        if importing.header_key(name) == importing.header_key(wanted)
+    ]
+    if len(keyed) == 1 and importing.header_key(wanted):
+        return keyed[0]
+    if wanted.isdigit() and 1 <= int(wanted) <= len(header):
+        return int(wanted) - 1
+    raise ValidationError(
+        _("The file has no column “%(column)s”. Its columns are: %(columns)s.")
+        % {
+            "column": wanted[:100],
+            "columns": ", ".join(f"“{name}”" for name in names if name) or "—",
+        },
+        code="mapping_unknown_column",
+    )
+
+
+def contact_import_mapping_resolve(
+    header: tuple[str, ...] | list[str], chosen: dict[str, str]
+) -> list[str]:
+    """One target per column: the guesses, overridden by ``chosen`` (column → field).
+
+    A column is named by its header or its position from 1. A field is ``email``,
+    ``first_name``, ``last_name``, ``ignore``, a custom field's key (or ``field:KEY``), or
+    ``new`` / ``new:KEY`` / ``new:KEY:TYPE``. Used by the management command and the API's
+    object form of ``mapping``; the result still goes through
+    ``contact_import_mapping_clean``. Raises ValidationError for an unknown column or field.
+    """
+    targets = contact_import_guess_mapping(header)
+    existing = custom_fields_by_key()
+    plain = {TARGET_EMAIL, TARGET_FIRST_NAME, TARGET_LAST_NAME, TARGET_IGNORE, TARGET_NEW_FIELD}
+    for column, raw in chosen.items():
+        index = _column_index(header, str(column))
+        target = str(raw).strip()
+        if target in plain or target.startswith((TARGET_NEW_FIELD + ":", FIELD_PREFIX)):
+            targets[index] = target
+        elif target in existing:
+            targets[index] = FIELD_PREFIX + target
+        else:
+            raise ValidationError(
+                _(
+                    "“%(field)s” is not something a column can hold. Use email, first_name, "
+                    "last_name, ignore, the key of a custom field (%(fields)s), or "
+                    "new:KEY:TYPE for a new field."
+                )
+                % {"field": target[:100], "fields": ", ".join(sorted(existing)) or "none yet"},
+                code="mapping_unknown_target",
+            )
+    return targets
+
+
+def contact_import_mapping_describe(
+    header: tuple[str, ...] | list[str], targets: list[str]
+) -> list[tuple[str, str]]:
+    """(column, what it fills) for each column, in words, to show a mapping back."""
+    described = []
+    for index, (name, target) in enumerate(zip(header, targets, strict=True)):
+        column = name.strip() or _("column %(number)s") % {"number": index + 1}
+        if target == TARGET_IGNORE:
+            what = _("ignored")
+        elif target == TARGET_NEW_FIELD or target.startswith(TARGET_NEW_FIELD + ":"):
+            new = _new_field_parse(target, name, index, column)
+            what = _("a new %(type)s field “%(key)s”") % {"type": new.type, "key": new.key}
+        else:
+            what = _target_label(target)
+        described.append((column, what))
+    return described
+
+
 def _columns_from_mapping(targets: list[str]) -> tuple[importing.Columns, list[str]]:
     """The importer's Columns for stored targets, and the custom-field keys they feed."""
     email = targets.index(TARGET_EMAIL)
