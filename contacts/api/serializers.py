@@ -131,6 +131,21 @@ class ContactImportDetailSerializer(ContactImportSerializer):
         read_only_fields = fields
 
 
+MAPPING_HELP = gettext_lazy(
+    "Optional JSON: a list with one target per column, or an object naming some columns "
+    '(by header or position from 1) whose others keep their guess, like {"E-mail": '
+    '"email", "Town": "new:city:text"}. A target is "email", "first_name", "last_name", '
+    '"ignore", "field:KEY" (an existing custom field; the bare KEY also works in the object '
+    'form), or a new field: "new" (a text field named after the column), "new:KEY" or '
+    '"new:KEY:TYPE" with TYPE text, number, date or boolean. Without it the columns are '
+    "guessed from their names."
+)
+_MAPPING_SHAPE = gettext_lazy(
+    'The mapping must be a JSON list, like ["email", "first_name", "ignore"], or an object, '
+    'like {"E-mail": "email"}.'
+)
+
+
 class ContactImportCreateSerializer(serializers.Serializer):
     file = serializers.FileField(
         help_text=gettext_lazy("A CSV file with a header row naming an email column.")
@@ -149,11 +164,13 @@ class ContactImportCreateSerializer(serializers.Serializer):
     )
     mapping = serializers.CharField(
         required=False,
+        help_text=MAPPING_HELP,
+    )
+    review = serializers.BooleanField(
+        default=False,
         help_text=gettext_lazy(
-            'Optional JSON list with one target per column: "email", "first_name", '
-            '"last_name", "field:KEY" (an existing custom field), "new" (a new text field '
-            'named after the column) or "ignore". Without it the columns are guessed from '
-            "their names."
+            "true: store the file and wait with status mapping; read the columns at "
+            "imports/{id}/columns/ and start it with POST imports/{id}/mapping/."
         ),
     )
 
@@ -165,17 +182,71 @@ class ContactImportCreateSerializer(serializers.Serializer):
         return value
 
     def validate_mapping(self, value: str) -> Any:
+        return _mapping_parse(value)
+
+
+def _mapping_parse(value: Any) -> list[Any] | dict[str, Any]:
+    """A mapping given as JSON text (multipart forms) or as JSON itself."""
+    if isinstance(value, str):
         try:
-            mapping = json.loads(value)
+            value = json.loads(value)
         except ValueError:
-            raise serializers.ValidationError(
-                _('The mapping must be a JSON list, like ["email", "first_name", "ignore"].')
-            ) from None
-        if not isinstance(mapping, list):
-            raise serializers.ValidationError(
-                _('The mapping must be a JSON list, like ["email", "first_name", "ignore"].')
-            )
-        return mapping
+            raise serializers.ValidationError(_MAPPING_SHAPE) from None
+    if not isinstance(value, list | dict):
+        raise serializers.ValidationError(_MAPPING_SHAPE)
+    return value
+
+
+class ContactImportConfirmSerializer(serializers.Serializer):
+    mapping = serializers.JSONField(
+        required=False,
+        help_text=gettext_lazy(
+            "As when creating, as JSON (not text); without it the guesses are used."
+        ),
+    )
+    mode = serializers.ChoiceField(
+        choices=ContactImport.Mode.choices,
+        required=False,
+        help_text=gettext_lazy("As when creating; the mode given then is kept without it."),
+    )
+
+    def validate_mapping(self, value: Any) -> Any:
+        return _mapping_parse(value)
+
+
+class ContactImportColumnSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text=gettext_lazy("Position, from 0."))
+    header = serializers.CharField()
+    samples = serializers.ListField(
+        child=serializers.CharField(), help_text=gettext_lazy("Up to five non-empty values.")
+    )
+    guess = serializers.CharField(help_text=gettext_lazy("The target guessed from the header."))
+    new_field_key = serializers.CharField(
+        help_text=gettext_lazy("The key a new field made from this column gets by default.")
+    )
+
+
+class ContactImportProgressSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ContactImport.Status.choices)
+    status_display = serializers.CharField()
+    running = serializers.BooleanField(help_text=gettext_lazy("Keep polling while true."))
+    percent = serializers.IntegerField()
+    rows_done = serializers.IntegerField()
+    rows_total = serializers.IntegerField()
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    refused = serializers.IntegerField()
+    rate = serializers.IntegerField(
+        required=False, help_text=gettext_lazy("Rows per second (while running).")
+    )
+    rate_display = serializers.CharField(required=False)
+    seconds_left = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text=gettext_lazy("Estimated seconds left (while running); null until known."),
+    )
+    time_left = serializers.CharField(required=False)
 
 
 class CustomFieldSerializer(serializers.ModelSerializer):

@@ -9,13 +9,16 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from contacts import segments, selectors, services
 from contacts.api.serializers import (
+    ContactImportColumnSerializer,
+    ContactImportConfirmSerializer,
     ContactImportCreateSerializer,
     ContactImportDetailSerializer,
+    ContactImportProgressSerializer,
     ContactImportSerializer,
     ContactSerializer,
     CustomFieldSerializer,
@@ -126,10 +129,13 @@ class ContactImportViewSet(
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
-    """CSV imports. Create one by uploading a file; it runs in the background, so poll the
-    import until ``status`` is ``done`` or ``failed``."""
+    """CSV imports, through the same service as the web page. Create one by uploading a
+    file with an optional ``mapping`` and ``mode``; it runs in the background, so poll
+    ``progress/`` until ``running`` is false, then read the import for its counts and the
+    refused rows. With ``review`` it waits (status ``mapping``) until ``POST mapping/``;
+    ``columns/`` shows each column with sample values and the guess."""
 
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def get_queryset(self):
         if self.action == "retrieve":
@@ -156,6 +162,7 @@ class ContactImportViewSet(
                 serializer.validated_data["file"],
                 request.user,
                 mapping=serializer.validated_data.get("mapping"),
+                review=serializer.validated_data["review"],
                 mode=serializer.validated_data["mode"],
             )
         except DjangoValidationError as exc:
@@ -163,6 +170,46 @@ class ContactImportViewSet(
         return Response(
             ContactImportDetailSerializer(contact_import).data, status=status.HTTP_201_CREATED
         )
+
+    @extend_schema(request=None, responses={200: ContactImportColumnSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def columns(self, request, pk=None):
+        try:
+            columns = services.contact_import_columns(self.get_object())
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+        return Response(ContactImportColumnSerializer(columns, many=True).data)
+
+    @extend_schema(
+        request=ContactImportConfirmSerializer, responses={200: ContactImportDetailSerializer}
+    )
+    @action(detail=True, methods=["post"], parser_classes=[JSONParser])
+    def mapping(self, request, pk=None):
+        payload = ContactImportConfirmSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            contact_import = services.contact_import_confirm(
+                self.get_object(),
+                payload.validated_data.get("mapping", {}),
+                mode=payload.validated_data.get("mode"),
+            )
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+        return Response(ContactImportDetailSerializer(contact_import).data)
+
+    @extend_schema(request=None, responses={200: ContactImportProgressSerializer})
+    @action(detail=True, methods=["get"])
+    def progress(self, request, pk=None):
+        return Response(selectors.contact_import_progress(self.get_object()))
+
+    @extend_schema(request=None, responses={200: ContactImportDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        try:
+            contact_import = services.contact_import_cancel(self.get_object())
+        except DjangoValidationError as exc:
+            raise drf_validation_error(exc) from None
+        return Response(ContactImportDetailSerializer(contact_import).data)
 
 
 class CustomFieldViewSet(viewsets.ModelViewSet):

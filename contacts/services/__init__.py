@@ -23,6 +23,7 @@ from contacts.services.contacts import (
 )
 from contacts.services.imports import (
     contact_import_cancel,
+    contact_import_columns,
     contact_import_confirm,
     contact_import_create,
     contact_import_preview,
@@ -42,6 +43,7 @@ __all__ = [
     "contact_create",
     "contact_delete",
     "contact_import_cancel",
+    "contact_import_columns",
     "contact_import_confirm",
     "contact_import_create",
     "contact_import_preview",

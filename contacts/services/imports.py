@@ -356,9 +356,35 @@ def contact_import_preview(contact_import: ContactImport) -> importing.CsvPrevie
         raise ValidationError(str(exc), code="file") from None
 
 
+def contact_import_columns(contact_import: ContactImport) -> list[dict[str, Any]]:
+    """Each column of the stored file: its header, up to five sample values and the guess.
+
+    What the mapping page shows and what the API returns for an import waiting in
+    *mapping*. Raises ValidationError when the file cannot be read.
+    """
+    preview = contact_import_preview(contact_import)
+    guesses = contact_import_guess_mapping(preview.header)
+    return [
+        {
+            "index": index,
+            "header": name,
+            "samples": [row[index] for row in preview.samples if index < len(row) and row[index]],
+            "guess": guesses[index],
+            "new_field_key": new_field_key(name, index),
+        }
+        for index, name in enumerate(preview.header)
+    ]
+
+
 def _mapping_apply(contact_import: ContactImport, mapping: Any) -> None:
-    """Validate the mapping against the stored file, create its new fields, store it."""
+    """Validate the mapping against the stored file, create its new fields, store it.
+
+    ``mapping`` is one target per column, or an object naming some columns (by header or
+    position) whose others keep their guess (``contact_import_mapping_resolve``).
+    """
     header = contact_import_preview(contact_import).header
+    if isinstance(mapping, dict):
+        mapping = contact_import_mapping_resolve(header, mapping)
     targets, new_fields = contact_import_mapping_clean(header, mapping)
     for new in new_fields:
         custom_field_create(key=new.key, label=new.label, type=new.type)

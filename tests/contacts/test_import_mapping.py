@@ -242,7 +242,8 @@ def test_api_import_with_a_mapping(api_client, django_capture_on_commit_callback
     ("mapping", "message"),
     [
         ("not json", "JSON list"),
-        ('{"a": 1}', "JSON list"),
+        ('"email"', "JSON list"),
+        ('{"a": "email", "b": "email"}', "exactly one column"),
         ('["email", "email", "ignore"]', "exactly one column"),
     ],
 )
