@@ -17,6 +17,7 @@ from import_export.admin import ImportExportModelAdmin
 
 from contacts import selectors, services
 from contacts.models import Contact, ContactImport, MailingList, Subscription
+from contacts.services.fields import contact_attributes_clean
 
 
 @admin.register(MailingList)
@@ -48,6 +49,38 @@ class ContactResource(resources.ModelResource):
     def get_instance(self, instance_loader: Any, row: Any) -> Contact | None:
         return selectors.contact_get_by_email(row.get("email") or "")
 
+    def before_save_instance(self, instance: Contact, row: Any, **kwargs: Any) -> None:
+        """Hold a spreadsheet to the rules the services keep, as a row error each.
+
+        A file must not bring back someone who left (an unsubscribed, bounced or
+        complained contact made active again), create a contact the suppression list
+        blocks, or store custom-field values of the wrong type.
+        """
+        if instance.status not in Contact.Status.values:
+            raise ValueError(
+                _("Unknown status “%(status)s”; use one of: %(values)s.")
+                % {"status": instance.status, "values": ", ".join(Contact.Status.values)}
+            )
+        if instance.pk is not None:
+            before = Contact.objects.filter(pk=instance.pk).values_list("status", flat=True)
+            if before.first() in services.SUPPRESSED_STATUSES and (
+                instance.status == Contact.Status.ACTIVE
+            ):
+                raise ValueError(
+                    _(
+                        "%(email)s unsubscribed, bounced or complained before and cannot be "
+                        "made active again by an import."
+                    )
+                    % {"email": instance.email}
+                )
+        elif selectors.suppression_matches([instance.email]):
+            raise ValueError(_("%(email)s is on the suppression list.") % {"email": instance.email})
+        attributes = instance.attributes if isinstance(instance.attributes, dict) else {}
+        try:
+            instance.attributes = contact_attributes_clean(attributes)
+        except ValidationError as exc:
+            raise ValueError(" ".join(exc.messages)) from None
+
 
 class SubscriptionInline(admin.TabularInline):
     model = Subscription
@@ -67,6 +100,21 @@ class ContactAdminForm(forms.ModelForm):
         if selectors.contact_email_taken(email, exclude_pk=self.instance.pk):
             raise ValidationError(_("A contact with this address already exists."))
         return email
+
+    def clean_status(self) -> str:
+        status = self.cleaned_data["status"]
+        if (
+            self.instance.pk is not None
+            and self.instance.status in services.SUPPRESSED_STATUSES
+            and status == Contact.Status.ACTIVE
+        ):
+            raise ValidationError(
+                _(
+                    "This person unsubscribed, bounced or complained; they can only subscribe "
+                    "again themselves (a signup form or the preference centre)."
+                )
+            )
+        return status
 
 
 @admin.register(Contact)
