@@ -6,6 +6,7 @@ import io
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from contacts.models import Contact, ContactImport, CustomField, MailingList
 from contacts.services.fields import custom_field_create
@@ -185,3 +186,45 @@ def test_exit_status_is_non_zero_on_error(csv_file, tmp_path):
 
     assert result.returncode != 0
     assert "No such file" in result.stderr
+
+
+def _many(rows: int) -> str:
+    return "email\n" + "".join(f"p{i}@example.com\n" for i in range(rows))
+
+
+def test_progress_is_printed_as_batches_commit(settings, tmp_path, monkeypatch):
+    from contacts.management.commands import import_contacts
+
+    settings.MAILCENTER_IMPORT_BATCH_SIZE = 10
+    settings.MAILCENTER_IMPORT_COPY_MIN_ROWS = 10**9
+    monkeypatch.setattr(import_contacts, "PROGRESS_EVERY_SECONDS", 0)
+    path = tmp_path / "many.csv"
+    path.write_text(_many(25), encoding="utf-8")
+
+    out = _run(str(path), "--list", "Many", "--create-list")
+
+    lines = [line.strip() for line in out.splitlines() if "rows/s" in line]
+    assert [line.split(" (")[0] for line in lines] == [
+        "10 / 25 rows",
+        "20 / 25 rows",
+        "25 / 25 rows",
+    ]
+    assert "25 created" in out
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY path is PostgreSQL's")
+def test_progress_of_the_copy_path(settings, tmp_path, monkeypatch):
+    from contacts.management.commands import import_contacts
+    from contacts.services import bulk_import
+
+    settings.MAILCENTER_IMPORT_COPY_MIN_ROWS = 0
+    monkeypatch.setattr(bulk_import, "PROGRESS_EVERY", 10)
+    monkeypatch.setattr(import_contacts, "PROGRESS_EVERY_SECONDS", 0)
+    path = tmp_path / "many.csv"
+    path.write_text(_many(25), encoding="utf-8")
+
+    out = _run(str(path), "--list", "Many", "--create-list")
+
+    assert "10 / 25 rows" in out and "25 / 25 rows" in out
+    assert "25 created" in out
+    assert Contact.objects.count() == 25
