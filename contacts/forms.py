@@ -286,14 +286,16 @@ class ContactImportMappingForm(forms.Form):
             )
             self.fields[f"{key}_key"] = forms.CharField(
                 label=_("New field name for “%(column)s”") % {"column": column},
+                # No max_length here: the service explains a bad name in words, and only
+                # for a column that is really mapped to a new field.
                 required=False,
-                max_length=50,
                 initial=imports.new_field_key(name, index),
                 help_text=_("Lower-case letters, digits and underscores."),
             )
-            self.fields[f"{key}_type"] = forms.ChoiceField(
+            # A select, but checked by the service (like the name) and only when used.
+            self.fields[f"{key}_type"] = forms.CharField(
                 label=_("New field type for “%(column)s”") % {"column": column},
-                choices=type_choices,
+                widget=forms.Select(choices=type_choices),
                 initial=CustomField.Type.TEXT,
                 required=False,
             )

@@ -370,7 +370,8 @@ def test_mapping_page_creates_a_typed_field_and_takes_the_mode(
         ({0: "ignore"}, {}, "Choose exactly one column that holds the email addresses"),
         ({2: "first_name"}, {}, "are both mapped to First name"),
         ({2: "new"}, {"col_2_key": "Age in years"}, "cannot be the name of the new field"),
-        ({2: "new"}, {"col_2_type": "choice"}, "Select a valid choice"),
+        ({2: "new"}, {"col_2_key": "a" * 51}, "cannot be the name of the new field"),
+        ({2: "new"}, {"col_2_type": "choice"}, "create it in Settings first"),
         ({}, {"mode": "resubscribe"}, "Select a valid choice"),
     ],
 )
@@ -385,3 +386,19 @@ def test_mapping_page_explains_a_bad_mapping(auth_client, overrides, extra, mess
     assert item.status == ContactImport.Status.MAPPING
     assert not CustomField.objects.exists()
     assert not Contact.objects.exists()
+
+
+def test_new_field_inputs_of_a_column_not_made_a_field_are_ignored(
+    auth_client, django_capture_on_commit_callbacks
+):
+    item, uploaded = _upload_to_mapping(auth_client, "Mail,First,Years\nann@example.com,Ann,41\n")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = confirm_mapping(
+            auth_client, uploaded, {2: "ignore"}, col_2_key="Not A Key" * 10, col_2_type="x"
+        )
+
+    assert done.status_code == 302
+    item.refresh_from_db()
+    assert item.mapping == ["email", "first_name", "ignore"]
+    assert not CustomField.objects.exists()

@@ -25,6 +25,8 @@ pytestmark = pytest.mark.django_db
         ("contacts:list-delete", [1]),
         ("contacts:import", []),
         ("contacts:import-detail", [1]),
+        ("contacts:import-mapping", [1]),
+        ("contacts:import-cancel", [1]),
         ("contacts:import-progress", [1]),
         ("contacts:import-refused-csv", [1]),
     ],
