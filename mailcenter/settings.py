@@ -188,6 +188,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 15.0,
     },
 }
+# Reads the bounce mailbox (tracking.mailbox) when there is one.
+if os.environ.get("MAILCENTER_BOUNCE_IMAP_URL"):
+    CELERY_BEAT_SCHEDULE["tracking-bounce-mailbox"] = {
+        "task": "tracking.tasks.bounce_mailbox_poll_task",
+        "schedule": float(os.environ.get("MAILCENTER_BOUNCE_IMAP_INTERVAL", "60")),
+    }
 
 # --- Cache -------------------------------------------------------------------------------
 # Rate limits (login, password reset, subscription forms) must be shared by every web

@@ -130,3 +130,63 @@ def tracking_queue_prefix() -> str:
 def writer_batch() -> int:
     """Hits per writer transaction (``MAILCENTER_TRACKING_WRITER_BATCH``)."""
     return max(1, _int("MAILCENTER_TRACKING_WRITER_BATCH", DEFAULT_WRITER_BATCH))
+
+
+# The bounce mailbox (tracking.mailbox): off unless a URL is given.
+BOUNCE_IMAP_ACTIONS = ("move", "delete")
+DEFAULT_BOUNCE_IMAP_FOLDER = "Processed"
+DEFAULT_BOUNCE_IMAP_INTERVAL = 60
+# Messages fetched and then moved together; a pass reads at most a few batches, so a
+# flooded mailbox is emptied by several short passes rather than one that never ends.
+DEFAULT_BOUNCE_IMAP_BATCH = 50
+DEFAULT_BOUNCE_IMAP_MAX_PER_PASS = 500
+DEFAULT_BOUNCE_IMAP_TIMEOUT = 30
+
+
+def bounce_imap_url() -> str:
+    """The bounce mailbox, ``imaps://user:password@host:993/INBOX`` or ``imap://…`` with
+    STARTTLS (``MAILCENTER_BOUNCE_IMAP_URL``); empty: no mailbox is polled."""
+    return _value("MAILCENTER_BOUNCE_IMAP_URL", "").strip()
+
+
+def bounce_imap_action() -> str:
+    """What is done with a processed message (``MAILCENTER_BOUNCE_IMAP_ACTION``): ``move``
+    (marked seen and moved to the processed folder) or ``delete``."""
+    raw = _value("MAILCENTER_BOUNCE_IMAP_ACTION", "move").strip().lower()
+    if raw not in BOUNCE_IMAP_ACTIONS:
+        raise ImproperlyConfigured(
+            f"MAILCENTER_BOUNCE_IMAP_ACTION must be move or delete, not {raw!r}."
+        )
+    return raw
+
+
+def bounce_imap_folder() -> str:
+    """Folder processed messages are moved to, created when missing
+    (``MAILCENTER_BOUNCE_IMAP_FOLDER``)."""
+    return _value("MAILCENTER_BOUNCE_IMAP_FOLDER", DEFAULT_BOUNCE_IMAP_FOLDER).strip()
+
+
+def bounce_imap_interval() -> int:
+    """Seconds between two polls of the mailbox (``MAILCENTER_BOUNCE_IMAP_INTERVAL``)."""
+    return max(5, _int("MAILCENTER_BOUNCE_IMAP_INTERVAL", DEFAULT_BOUNCE_IMAP_INTERVAL))
+
+
+def bounce_imap_batch() -> int:
+    """Messages per fetch-and-move batch (``MAILCENTER_BOUNCE_IMAP_BATCH``)."""
+    return max(1, _int("MAILCENTER_BOUNCE_IMAP_BATCH", DEFAULT_BOUNCE_IMAP_BATCH))
+
+
+def bounce_imap_max_per_pass() -> int:
+    """Messages read by one poll at most (``MAILCENTER_BOUNCE_IMAP_MAX_PER_PASS``)."""
+    return max(1, _int("MAILCENTER_BOUNCE_IMAP_MAX_PER_PASS", DEFAULT_BOUNCE_IMAP_MAX_PER_PASS))
+
+
+def bounce_imap_ca_file() -> str:
+    """A CA bundle to trust for the mailbox's certificate (``MAILCENTER_BOUNCE_IMAP_CA_FILE``);
+    empty: the system's."""
+    return _value("MAILCENTER_BOUNCE_IMAP_CA_FILE", "").strip()
+
+
+def bounce_imap_timeout() -> int:
+    """Seconds to wait for the IMAP server (``MAILCENTER_BOUNCE_IMAP_TIMEOUT``)."""
+    return max(1, _int("MAILCENTER_BOUNCE_IMAP_TIMEOUT", DEFAULT_BOUNCE_IMAP_TIMEOUT))

@@ -238,3 +238,16 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} → {self.endpoint_id} ({self.status})"
+
+
+class InboundReceipt(models.Model):
+    """A returned mail (from the bounce mailbox) or an ESP webhook event that has been
+    acted on. Its key is written in the same transaction as the events it produced, so
+    the same report delivered twice (a mailbox move lost in a crash, an ESP retrying a
+    webhook) is recorded once."""
+
+    key = models.CharField(primary_key=True, max_length=100)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return self.key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignLink, Message
 from contacts.models import Contact, Subscription
 from tracking import aggregates, bounces, conf, machine
-from tracking.models import DomainStat, Event
+from tracking.models import DomainStat, Event, InboundReceipt
 from tracking.webhooks import services as webhooks
 
 logger = logging.getLogger(__name__)
@@ -296,6 +297,25 @@ def inbound_mail_process(
             outcomes.append((rcpt, report.kind))
         logger.info("inbound mail for message %s: %s", message.pk, outcomes[-1][1])
     return outcomes
+
+
+def receipt_key(source: str, identity: str) -> str:
+    """The InboundReceipt key of one report: its source and a digest of what identifies
+    it there (a Message-ID, an ESP's event id), so any length of id fits the column."""
+    return f"{source}:{hashlib.sha256(identity.encode('utf-8', 'replace')).hexdigest()}"
+
+
+def receipt_claim(key: str) -> bool:
+    """Record that the report ``key`` is being acted on; False when it already was.
+
+    Call inside the transaction that records the report's events: a rollback releases
+    the key, a commit makes every later delivery of the same report a no-op. A second
+    writer inserting the same key waits for the first and then gets False.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("receipt_claim must run inside the transaction of its events")
+    _receipt, created = InboundReceipt.objects.get_or_create(key=key)
+    return created
 
 
 def domain_stats_refresh(campaign: Campaign) -> None:

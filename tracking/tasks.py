@@ -13,3 +13,16 @@ def hits_drain_task() -> None:
 
     # Bounded, so a flood is written by several short tasks rather than one endless one.
     hits_drain(max_batches=50)
+
+
+@shared_task(ignore_result=True)
+def bounce_mailbox_poll_task() -> None:
+    import logging
+
+    from tracking.mailbox import MailboxError, bounce_mailbox_poll
+
+    try:
+        bounce_mailbox_poll()
+    except MailboxError as exc:
+        # Wrong password, server down: said in one line, retried at the next beat.
+        logging.getLogger(__name__).error("bounce mailbox: %s", exc)
