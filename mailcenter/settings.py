@@ -253,6 +253,27 @@ MAILCENTER_DNS_RESOLVER = os.environ.get("MAILCENTER_DNS_RESOLVER", "")
 MAILCENTER_DNS_TIMEOUT = float(os.environ.get("MAILCENTER_DNS_TIMEOUT", "3"))
 
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", f"mailcenter@{MAILCENTER_BOUNCE_DOMAIN}")
+# ESP tracking webhooks (/webhooks/anymail/<esp>/tracking/, tracking.esp): django-anymail
+# checks basic auth (WEBHOOK_SECRET, "user:password", comma-separated to rotate) and, where
+# the ESP signs its calls, the signature with that ESP's key.
+ANYMAIL = {
+    name: value
+    for name, value in {
+        "WEBHOOK_SECRET": [
+            v.strip()
+            for v in os.environ.get("MAILCENTER_ANYMAIL_WEBHOOK_SECRET", "").split(",")
+            if v.strip()
+        ],
+        "MAILGUN_WEBHOOK_SIGNING_KEY": os.environ.get("MAILGUN_WEBHOOK_SIGNING_KEY", ""),
+        "UNISENDER_GO_API_KEY": os.environ.get("UNISENDER_GO_API_KEY", ""),
+        "POSTAL_WEBHOOK_KEY": os.environ.get("POSTAL_WEBHOOK_KEY", ""),
+        "MANDRILL_WEBHOOK_KEY": os.environ.get("MANDRILL_WEBHOOK_KEY", ""),
+        "MAILERSEND_SIGNING_SECRET": os.environ.get("MAILERSEND_SIGNING_SECRET", ""),
+        "RESEND_SIGNING_SECRET": os.environ.get("RESEND_SIGNING_SECRET", ""),
+    }.items()
+    if value
+}
+
 # Django's own mail (password reset) goes through the default named sender, so nothing
 # outside mailcenter/delivery/ speaks SMTP.
 EMAIL_BACKEND = "mailcenter.delivery.django_backend.DeliveryEmailBackend"

@@ -22,6 +22,7 @@ urlpatterns = [
     path("campaigns/", include("campaigns.urls")),
     path("reports/", include("tracking.report_urls")),
     path("", include("tracking.urls")),
+    path("webhooks/anymail/", include("tracking.esp_urls")),
     path("api/v1/", include("mailcenter.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -110,6 +110,12 @@ def severity_for(status: str, smtp_code: int | None = None) -> str:
     return ""
 
 
+def status_from_text(text: str) -> tuple[str, int | None]:
+    """The first enhanced status (RFC 3463) and SMTP reply code in a free-text reply, such
+    as an ESP's copy of the receiving server's answer; ("", None) when it has neither."""
+    return _first_enhanced(text), _first_smtp_code(text)
+
+
 def parse(raw: bytes) -> Report:
     """Classify one returned message; never raises for malformed input."""
     msg = message_from_bytes(raw, policy=policy.default)
