@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import imaplib
 import os
+import signal
 import ssl
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -299,3 +301,37 @@ def test_beat_polls_the_mailbox_only_when_a_url_is_set(tmp_path):
     )
     assert "tracking-bounce-mailbox" not in without.stdout, without.stderr
     assert "tracking-bounce-mailbox" in with_url.stdout, with_url.stderr
+
+
+def test_the_loop_keeps_polling_after_an_error_and_stops_on_sigterm(tmp_path):
+    port = dovecot._free_port()
+    env = {
+        **os.environ,
+        "MAILCENTER_BOUNCE_IMAP_URL": f"imaps://u:p@127.0.0.1:{port}/INBOX",
+        "MAILCENTER_VAR_DIR": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DATABASE_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "bounce_poll", "--loop"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(60, process.kill)  # the readline below must not hang the suite
+    watchdog.start()
+    try:
+        first = process.stderr.readline()  # the first pass failed, and said so
+        assert f"Cannot connect to the IMAP server 127.0.0.1:{port}" in first
+        assert process.poll() is None  # ... and the loop goes on
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+        process.stderr.close()
