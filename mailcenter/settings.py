@@ -270,6 +270,9 @@ ANYMAIL = {
         "MANDRILL_WEBHOOK_KEY": os.environ.get("MANDRILL_WEBHOOK_KEY", ""),
         "MAILERSEND_SIGNING_SECRET": os.environ.get("MAILERSEND_SIGNING_SECRET", ""),
         "RESEND_SIGNING_SECRET": os.environ.get("RESEND_SIGNING_SECRET", ""),
+        "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY": os.environ.get(
+            "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY", ""
+        ),
     }.items()
     if value
 }

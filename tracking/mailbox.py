@@ -159,7 +159,7 @@ def mailbox_connect(config: MailboxConfig) -> imaplib.IMAP4:
         _logout(client)
         raise MailboxError(
             _("The IMAP server %(where)s refused the user name or password of %(user)s: %(error)s")
-            % {"where": config.where, "user": config.user, "error": exc}
+            % {"where": config.where, "user": config.user, "error": _text(list(exc.args))}
         ) from None
     except OSError as exc:
         raise MailboxError(

@@ -7,7 +7,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 pytestmark = pytest.mark.django_db
 
-PUBLIC_PREFIXES = ("t/", "u/", "accounts/", "api/", "admin/", "static/")
+PUBLIC_PREFIXES = ("t/", "u/", "accounts/", "api/", "admin/", "static/", "webhooks/anymail/")
 
 
 def _paths(patterns, prefix=""):

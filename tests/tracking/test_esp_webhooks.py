@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib.util
 import json
 import os
 import subprocess
@@ -444,3 +445,15 @@ def test_the_secrets_come_from_the_environment(tmp_path):
     assert anymail["MAILGUN_WEBHOOK_SIGNING_KEY"] == "key-from-env"
     assert anymail["UNISENDER_GO_API_KEY"] == "unisender-from-env"
     assert "POSTAL_WEBHOOK_KEY" not in anymail
+
+
+def test_an_esp_that_is_not_configured_answers_404_not_500(client, db, settings, caplog):
+    settings.ANYMAIL = {"WEBHOOK_SECRET": BASIC}  # no Mailgun signing key
+    response = client.post(MAILGUN_URL, "{}", content_type="application/json", **auth())
+    assert response.status_code == 404
+    assert "is not configured" in caplog.text
+    # boto3 is not a dependency: without it Amazon SES's endpoint says it is not in use.
+    response = client.post(
+        "/webhooks/anymail/amazon_ses/tracking/", "{}", content_type="application/json", **auth()
+    )
+    assert response.status_code == (404 if importlib.util.find_spec("boto3") is None else 400)
