@@ -70,9 +70,14 @@ class Subscription(models.Model):
         # Asked for through a double opt-in form; becomes subscribed when confirmed.
         UNCONFIRMED = "unconfirmed", _("Awaiting confirmation")
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="subscriptions")
+    # No single-column indexes on the keys: the unique (contact, list) constraint serves
+    # lookups by contact and the (list, status) index those by list. Each index is written
+    # for every subscription an import creates.
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="subscriptions", db_index=False
+    )
     mailing_list = models.ForeignKey(
-        MailingList, on_delete=models.CASCADE, related_name="subscriptions"
+        MailingList, on_delete=models.CASCADE, related_name="subscriptions", db_index=False
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.SUBSCRIBED)
     created_at = models.DateTimeField(auto_now_add=True)
