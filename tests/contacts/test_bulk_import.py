@@ -121,3 +121,30 @@ def test_custom_fields_get_the_index_segments_use(db, django_capture_on_commit_c
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'contacts_cf_%%'")
         assert cursor.fetchone()[0] == 0
+
+
+def test_an_address_created_by_another_writer_during_the_merge_is_left_to_it(
+    db, run_import, settings
+):
+    """The merge inserts new contacts without ON CONFLICT; when a sign-up creates one of the
+    file's addresses after the merge looked for existing contacts, the insert is retried
+    with ON CONFLICT DO NOTHING and that address is skipped, not failed or duplicated."""
+    settings.MAILCENTER_IMPORT_COPY_MIN_ROWS = 0
+
+    def race(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.lstrip().startswith("CREATE TEMP TABLE") and "_existing" in sql:
+            Contact.objects.create(email="Raced@example.com", first_name="Form")
+        return result
+
+    with connection.execute_wrapper(race):
+        item = run_import(
+            "email,first name\nann@example.com,Ann\nraced@example.com,Csv\nbob@example.com,Bob\n"
+        )
+    assert item.status == ContactImport.Status.DONE, item.error
+    assert (item.created, item.skipped) == (2, 1)
+    assert sorted(Contact.objects.values_list("email", "first_name")) == [
+        ("Raced@example.com", "Form"),
+        ("ann@example.com", "Ann"),
+        ("bob@example.com", "Bob"),
+    ]
