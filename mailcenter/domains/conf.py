@@ -16,14 +16,10 @@ DEFAULT_DNS_TIMEOUT = 3.0
 
 
 def dkim_key_secrets() -> list[str]:
-    """Secrets that encrypt DKIM private keys at rest (``MAILCENTER_DKIM_KEY_SECRET``).
+    """Secrets that encrypt DKIM private keys at rest; see ``mailcenter.crypto``."""
+    from mailcenter.crypto import encryption_secrets
 
-    Comma-separated; the first encrypts, all of them decrypt, so the secret can be rotated
-    by putting the new one first. Falls back to ``SECRET_KEY`` when unset.
-    """
-    raw = getattr(settings, "MAILCENTER_DKIM_KEY_SECRET", "") or ""
-    secrets = [part.strip() for part in raw.split(",") if part.strip()]
-    return secrets or [settings.SECRET_KEY]
+    return encryption_secrets()
 
 
 def dkim_cache_seconds() -> float:

@@ -1,8 +1,8 @@
 """DKIM key pairs: generation, encryption at rest, and the DNS record that publishes them.
 
-Private keys are PKCS#8 PEM encrypted with Fernet (AES-128-CBC + HMAC-SHA256) under a key
-derived by HKDF from ``MAILCENTER_DKIM_KEY_SECRET`` (or ``SECRET_KEY``), so a database dump
-alone does not give away the domain's signing key. Nothing here logs a key.
+Private keys are PKCS#8 PEM encrypted at rest by ``mailcenter.crypto`` (Fernet under a key
+derived from ``MAILCENTER_DKIM_KEY_SECRET`` or ``SECRET_KEY``), so a database dump alone
+does not give away the domain's signing key. Nothing here logs a key.
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.utils.translation import gettext as _
 
-from mailcenter.domains import conf
+from mailcenter import crypto
 
 RSA = "rsa-sha256"
 ED25519 = "ed25519-sha256"
@@ -26,7 +24,6 @@ ALGORITHMS = (RSA, ED25519)
 RSA_BITS = 2048
 # A DNS TXT record is a list of character-strings of at most 255 bytes each.
 TXT_STRING_MAX = 255
-_ENCRYPTED_PREFIX = "fernet1:"
 _SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
@@ -72,27 +69,20 @@ def public_key_of(private: PrivateKey) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _fernet_for(secret: str) -> Fernet:
-    derived = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=b"mailcenter", info=b"dkim private key"
-    ).derive(secret.encode())
-    return Fernet(base64.urlsafe_b64encode(derived))
-
-
-def _cipher() -> MultiFernet:
-    return MultiFernet([_fernet_for(secret) for secret in conf.dkim_key_secrets()])
+# The HKDF "info" DKIM keys have been encrypted under since the first release.
+_PURPOSE = b"dkim private key"
 
 
 def encrypt_private_key(pem: bytes) -> str:
-    return _ENCRYPTED_PREFIX + _cipher().encrypt(pem).decode("ascii")
+    return crypto.encrypt(pem, _PURPOSE)
 
 
 def decrypt_private_key(stored: str) -> bytes:
-    if not stored.startswith(_ENCRYPTED_PREFIX):
+    if not stored.startswith(crypto.ENCRYPTED_PREFIX):
         raise KeyUnavailable(_("The stored key is in an unknown format."))
     try:
-        return _cipher().decrypt(stored[len(_ENCRYPTED_PREFIX) :].encode("ascii"))
-    except InvalidToken:
+        return crypto.decrypt(stored, _PURPOSE)
+    except crypto.SecretUnavailable:
         raise KeyUnavailable(
             _(
                 "The private key cannot be decrypted: MAILCENTER_DKIM_KEY_SECRET (or SECRET_KEY) "
