@@ -156,9 +156,10 @@ def sender_throttle(alias: str) -> tuple[list[Any], int]:
     """The sender's sliding windows and concurrency, from its OPTIONS: ``rate`` (messages
     per second), ``window`` ({"count": N, "seconds": S}, or a list of them) and
     ``concurrency`` (batches in flight at once). ([], 0) when it sets none."""
+    from mailcenter.delivery import sender_config
     from mailcenter.delivery.throttle import Limit
 
-    options = (getattr(settings, "MAILCENTER_SENDERS", {}).get(alias) or {}).get("OPTIONS") or {}
+    options = (sender_config(alias) or {}).get("OPTIONS") or {}
     limits: list[Limit] = []
     rate = float(options.get("rate") or 0)
     if rate > 0:

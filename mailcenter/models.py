@@ -88,3 +88,53 @@ class DkimKey(models.Model):
 
     def __repr__(self) -> str:
         return f"<DkimKey {self.pk} {self.selector} {self.algorithm} active={self.active}>"
+
+
+class Sender(models.Model):
+    """A named sender defined in Settings → Senders, beside those of ``MAILCENTER_SENDERS``.
+
+    Campaigns name a sender by ``alias``. The password and API key are stored encrypted
+    (``mailcenter.crypto``) and are write-only: no page, API response or log shows them, and
+    ``__str__``/``__repr__`` leave them out. ``mailcenter.senders`` turns a row into the same
+    ``{"BACKEND": ..., "OPTIONS": {...}}`` shape the settings use.
+    """
+
+    class Backend(models.TextChoices):
+        SMTP = "smtp", _("SMTP relay")
+        MX = "mx", _("Direct delivery (MX)")
+        ANYMAIL = "anymail", _("Email service provider (Anymail)")
+        OUTBOX = "outbox", _("Outbox (keep messages here)")
+
+    class Security(models.TextChoices):
+        STARTTLS = "starttls", _("STARTTLS (required)")
+        TLS = "tls", _("TLS from the start (SMTPS)")
+        OPPORTUNISTIC = "opportunistic", _("STARTTLS when offered")
+        NONE = "none", _("None (plaintext)")
+
+    alias = models.SlugField(_("name"), max_length=100, unique=True)
+    backend = models.CharField(
+        _("backend"), max_length=20, choices=Backend.choices, default=Backend.SMTP
+    )
+    host = models.CharField(_("host"), max_length=253, blank=True)
+    port = models.PositiveIntegerField(_("port"), null=True, blank=True)
+    security = models.CharField(
+        _("security"), max_length=20, choices=Security.choices, default=Security.STARTTLS
+    )
+    username = models.CharField(_("user name"), max_length=254, blank=True)
+    password_encrypted = models.TextField(blank=True, editable=False)
+    timeout = models.FloatField(_("timeout (seconds)"), default=30)
+    verify_tls = models.BooleanField(_("verify the TLS certificate"), default=True)
+    local_hostname = models.CharField(_("EHLO name"), max_length=253, blank=True)
+    esp = models.CharField(_("ESP"), max_length=200, blank=True)
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["alias"]
+
+    def __str__(self) -> str:
+        return self.alias
+
+    def __repr__(self) -> str:
+        return f"<Sender {self.pk} {self.alias} {self.backend}>"

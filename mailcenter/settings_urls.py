@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mailcenter import domain_views, views
+from mailcenter import domain_views, sender_views, views
 from tracking.webhooks import views as webhook_views
 
 app_name = "settings"
@@ -10,6 +10,11 @@ urlpatterns = [
     path("outbox/", views.OutboxListView.as_view(), name="outbox"),
     path("outbox/<int:pk>/", views.OutboxDetailView.as_view(), name="outbox-detail"),
     path("outbox/<int:pk>/html/", views.outbox_html, name="outbox-html"),
+    path("senders/", sender_views.sender_list, name="senders"),
+    path("senders/new/", sender_views.sender_create, name="sender-create"),
+    path("senders/<str:alias>/", sender_views.sender_edit, name="sender-edit"),
+    path("senders/<str:alias>/delete/", sender_views.sender_delete, name="sender-delete"),
+    path("senders/<str:alias>/test/", sender_views.sender_test, name="sender-test"),
     path("domains/", domain_views.domain_list, name="domains"),
     path("domains/<int:pk>/", domain_views.domain_detail, name="domain-detail"),
     path("domains/<int:pk>/delete/", domain_views.domain_delete, name="domain-delete"),

@@ -18,6 +18,7 @@ from contacts.models import Contact, MailingList
 from mailcenter.api import json_not_found, json_server_error
 from mailcenter.middleware import SESSION_KEY
 from mailcenter.models import OutboxMessage, UserSettings
+from mailcenter.senders import selectors as sender_selectors
 
 # Campaign HTML shown inside the app runs in an opaque origin with no script.
 SANDBOX_CSP = "sandbox allow-popups allow-popups-to-escape-sandbox; script-src 'none'"
@@ -51,10 +52,7 @@ class SettingsView(TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["senders"] = [
-            {"name": name, "backend": conf.get("BACKEND", "outbox")}
-            for name, conf in settings.MAILCENTER_SENDERS.items()
-        ]
+        context["senders"] = sender_selectors.sender_list()
         context["base_url"] = settings.BASE_URL
         context["bounce_domain"] = settings.MAILCENTER_BOUNCE_DOMAIN
         context["time_zones"] = sorted(zoneinfo.available_timezones())

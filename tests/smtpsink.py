@@ -9,6 +9,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 @dataclass
@@ -51,10 +52,37 @@ def _free_port() -> int:
 
 
 class SMTPSink:
-    def __init__(self) -> None:
+    """``auth=(user, password)``: offer AUTH (over plaintext, loopback only) and refuse mail
+    from a client that has not logged in with exactly those."""
+
+    def __init__(self, auth: tuple[str, str] | None = None) -> None:
         self.handler = SinkHandler()
         self._port = _free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self._port)
+        self.logins: list[tuple[str, bool]] = []
+        extra = {}
+        if auth is not None:
+            extra = {
+                "authenticator": self._authenticator(auth),
+                "auth_require_tls": False,
+                "auth_required": True,
+            }
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self._port, **extra)
+
+    def _authenticator(self, expected: tuple[str, str]):
+        def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+            ok = (
+                isinstance(auth_data, LoginPassword)
+                and (
+                    auth_data.login.decode(),
+                    auth_data.password.decode(),
+                )
+                == expected
+            )
+            login = auth_data.login.decode() if isinstance(auth_data, LoginPassword) else ""
+            self.logins.append((login, ok))
+            return AuthResult(success=ok, handled=False)
+
+        return authenticate
 
     def start(self) -> SMTPSink:
         self.controller.start()

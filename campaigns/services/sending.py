@@ -39,9 +39,11 @@ from mailcenter.delivery import (
     UnknownSender,
     enhanced_status,
     get_backend,
+    sender_config,
     throttle,
 )
 from mailcenter.domains.signing import dkim_sign_message
+from mailcenter.senders import selectors as sender_selectors
 from tracking.webhooks import services as webhooks
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,10 @@ def campaign_start(campaign_id: int) -> Campaign:
             raise CampaignError(_("Only a draft campaign can be sent."))
         try:
             get_backend(campaign.sender)
+            # A sender from the UI is locked until the start commits, so that deleting it
+            # (which locks it too, then looks for campaigns using it) cannot pass unseen.
+            if not sender_selectors.sender_lock(campaign.sender):
+                raise UnknownSender(campaign.sender)
         except UnknownSender:
             raise CampaignError(
                 _("The sender “%(name)s” is not configured.") % {"name": campaign.sender}
@@ -558,7 +564,7 @@ def _send_batch(
             return False
         throttle.sleep(min(max((held - now).total_seconds(), 0.0), conf.throttle_max_wait()))
         return True
-    mx = (settings.MAILCENTER_SENDERS.get(sender) or {}).get("BACKEND") == "mx"
+    mx = (sender_config(sender) or {}).get("BACKEND") == "mx"
     kept, domain_slots = _domains_throttle(limiter, token, claimed, mx, now)
     if grant and len(kept) < len(claimed):
         limiter.release(grant, len(claimed) - len(kept))

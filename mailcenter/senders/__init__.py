@@ -1,0 +1,1 @@
+"""Named senders: those of ``MAILCENTER_SENDERS`` and those defined in Settings → Senders."""
