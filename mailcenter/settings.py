@@ -251,6 +251,9 @@ MAILCENTER_DKIM_KEY_SECRET = os.environ.get("MAILCENTER_DKIM_KEY_SECRET", "")
 MAILCENTER_DKIM_CACHE_SECONDS = float(os.environ.get("MAILCENTER_DKIM_CACHE_SECONDS", "60"))
 MAILCENTER_DNS_RESOLVER = os.environ.get("MAILCENTER_DNS_RESOLVER", "")
 MAILCENTER_DNS_TIMEOUT = float(os.environ.get("MAILCENTER_DNS_TIMEOUT", "3"))
+# Senders defined in Settings → Senders (read through mailcenter/senders/conf.py).
+MAILCENTER_SENDERS_CACHE_SECONDS = float(os.environ.get("MAILCENTER_SENDERS_CACHE_SECONDS", "30"))
+MAILCENTER_SENDER_TEST_TIMEOUT = float(os.environ.get("MAILCENTER_SENDER_TEST_TIMEOUT", "10"))
 
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", f"mailcenter@{MAILCENTER_BOUNCE_DOMAIN}")
 # ESP tracking webhooks (/webhooks/anymail/<esp>/tracking/, tracking.esp): django-anymail
