@@ -1,9 +1,25 @@
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
+
+from mailcenter.celery import app as celery_app
+from tests.integration.crash import SlowPeer
+from tests.smtppeers import ScriptedSMTPServer
+
+ROOT = Path(__file__).resolve().parents[2]
+# The crash-safety tests' worker: processes and messages per batch. A crash can put at most
+# CONCURRENCY x BATCH messages in doubt, which is the duplicate bound they check.
+BATCH = 5
+CONCURRENCY = 2
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -35,3 +51,77 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def slow_server():
+    with ScriptedSMTPServer(SlowPeer()) as server:
+        yield server
+
+
+@pytest.fixture
+def start_worker(slow_server, settings, tmp_path):
+    """Start Celery workers in their own process groups (so SIGKILL takes the pool too).
+
+    ``start(**env)`` overrides the worker's environment (another broker or database); its
+    log goes to ``tmp_path/worker-N.log``, shown when a test fails.
+    """
+    db = django_settings.DATABASES["default"]
+    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+    database_url = f"postgres://{db['USER'] or 'postgres'}@{host}/{db['NAME']}"
+    senders = {"default": slow_server.sender_config(timeout=5)}
+    settings.MAILCENTER_SENDERS = senders
+    settings.MAILCENTER_CLAIM_TIMEOUT = 3
+    settings.MAILCENTER_TICK_IDLE_SECONDS = 1
+    settings.MAILCENTER_SEND_CONCURRENCY = CONCURRENCY
+    celery_app.control.purge()
+    base_env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": django_settings.SECRET_KEY,
+        "MAILCENTER_SENDERS": json.dumps(senders),
+        "MAILCENTER_BATCH_SIZE": str(BATCH),
+        "MAILCENTER_SEND_CONCURRENCY": str(CONCURRENCY),
+        "MAILCENTER_CLAIM_TIMEOUT": "3",
+    }
+    procs: list[subprocess.Popen] = []
+
+    def start(**env: str) -> subprocess.Popen:
+        log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "mailcenter",
+                "worker",
+                "-l",
+                "warning",
+                "--concurrency",
+                str(CONCURRENCY),
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env={**base_env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        procs.append(proc)
+        return proc
+
+    start.env = base_env  # type: ignore[attr-defined]
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    celery_app.control.purge()

@@ -11,110 +11,19 @@ one message, and nobody gets none.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
 from campaigns import services
 from campaigns.models import Campaign, Message
-from mailcenter.celery import app as celery_app
 from tests.factories import CampaignFactory, ContactFactory, MailingListFactory, SubscriptionFactory
-from tests.smtppeers import Peer, ScriptedSMTPServer
+from tests.integration.conftest import BATCH, CONCURRENCY
+from tests.integration.crash import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-BATCH = 5
-CONCURRENCY = 2
 RECIPIENTS = 60
-
-
-class SlowPeer(Peer):
-    data_delay = 0.05  # so that the kill lands while batches are in flight
-
-
-@pytest.fixture
-def slow_server():
-    with ScriptedSMTPServer(SlowPeer()) as server:
-        yield server
-
-
-@pytest.fixture
-def start_worker(slow_server, settings):
-    """Start Celery workers in their own process groups (so SIGKILL takes the pool too)."""
-    db = django_settings.DATABASES["default"]
-    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    database_url = f"postgres://{db['USER'] or 'postgres'}@{host}/{db['NAME']}"
-    senders = {"default": slow_server.sender_config(timeout=5)}
-    settings.MAILCENTER_SENDERS = senders
-    settings.MAILCENTER_CLAIM_TIMEOUT = 3
-    settings.MAILCENTER_TICK_IDLE_SECONDS = 1
-    settings.MAILCENTER_SEND_CONCURRENCY = CONCURRENCY
-    celery_app.control.purge()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": django_settings.SECRET_KEY,
-        "MAILCENTER_SENDERS": json.dumps(senders),
-        "MAILCENTER_BATCH_SIZE": str(BATCH),
-        "MAILCENTER_SEND_CONCURRENCY": str(CONCURRENCY),
-        "MAILCENTER_CLAIM_TIMEOUT": "3",
-    }
-    procs: list[subprocess.Popen] = []
-
-    def start() -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "mailcenter",
-                "worker",
-                "-l",
-                "warning",
-                "--concurrency",
-                str(CONCURRENCY),
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    celery_app.control.purge()
-
-
-def _wait_for(predicate, timeout: float, what: str, every=None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if every:
-            every()
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -129,7 +38,7 @@ def test_a_worker_killed_mid_campaign_loses_nothing_and_duplicates_at_most_its_c
     first = start_worker()
     services.campaign_start(campaign.pk)
 
-    _wait_for(lambda: len(slow_server.accepted) >= 12, 30, "sending to be under way")
+    wait_for(lambda: len(slow_server.accepted) >= 12, 30, "sending to be under way")
     os.killpg(first.pid, signal.SIGKILL)  # the whole worker, pool processes included
     first.wait(timeout=10)
     in_flight = set(
@@ -140,7 +49,7 @@ def test_a_worker_killed_mid_campaign_loses_nothing_and_duplicates_at_most_its_c
 
     start_worker()
     # The scheduler's job, done here: release dead claims and restart the lost task chains.
-    _wait_for(
+    wait_for(
         lambda: Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.SENT,
         30,
         "the campaign to complete after the crash",
