@@ -14,6 +14,7 @@ from mailcenter.delivery import get_backend, sender_names
 from mailcenter.models import Sender
 from mailcenter.senders import selectors, services
 from tests.factories import CampaignFactory, MailingListFactory, SubscriptionFactory
+from tests.smtppeers import ScriptedSMTPServer, self_signed_tls
 from tests.smtpsink import SMTPSink
 
 pytestmark = [
@@ -288,3 +289,37 @@ def test_a_secret_that_cannot_be_decrypted_fails_the_start(
     campaign = CampaignFactory(lists=[mailing_list], sender="relay")
     with pytest.raises(campaign_services.CampaignError, match="not configured"):
         campaign_services.campaign_start(campaign.pk)
+
+
+def test_tls_and_starttls_problems_are_reported_in_plain_words(auth_client, smtp_sink, tmp_path):
+    context, _cert = self_signed_tls(tmp_path)
+    with ScriptedSMTPServer(ssl_context=context) as server:
+        tls = {"security": "tls", "username": "", "password": ""}
+        auth_client.post("/settings/senders/new/", _form(server.port, **tls, verify_tls="on"))
+        body = auth_client.post("/settings/senders/relay/test/", follow=True).content.decode()
+        assert "TLS certificate is not trusted" in body
+        # An unchecked box is absent from the form data: verification off.
+        auth_client.post("/settings/senders/relay/", _form(server.port, **tls))
+        body = auth_client.post("/settings/senders/relay/test/", follow=True).content.decode()
+        assert "The connection is encrypted" in body
+    # The sink offers no STARTTLS: a sender that requires it must say so, not send in clear.
+    auth_client.post(
+        "/settings/senders/new/",
+        _form(smtp_sink.port, alias="plain", security="starttls", username=""),
+    )
+    body = auth_client.post("/settings/senders/plain/test/", follow=True).content.decode()
+    assert "does not offer this: STARTTLS extension not supported by server" in body
+
+
+def test_a_deleted_sender_refuses_the_start_even_through_a_stale_cache(settings):
+    settings.MAILCENTER_SENDERS_CACHE_SECONDS = 3600
+    services.sender_create("bulk", {"backend": "outbox", "security": "none"})
+    assert selectors.sender_config("bulk") is not None
+    Sender.objects.filter(alias="bulk").delete()  # as another process would
+    assert selectors.sender_config("bulk") is not None  # this process has not seen it yet
+    mailing_list = MailingListFactory()
+    SubscriptionFactory(mailing_list=mailing_list)
+    campaign = CampaignFactory(lists=[mailing_list], sender="bulk")
+    with pytest.raises(campaign_services.CampaignError, match="not configured"):
+        campaign_services.campaign_start(campaign.pk)
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DRAFT
