@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from mailcenter.models import Sender
@@ -20,6 +21,8 @@ def sender_list(request):
     return render(request, "mailcenter/sender_list.html", {"senders": selectors.sender_list()})
 
 
+# Error reports (the 500 e-mail to ADMINS, the debug page) show POST data: not these.
+@sensitive_post_parameters("password", "api_key")
 def sender_create(request):
     form = SenderForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -45,6 +48,7 @@ def sender_create(request):
     )
 
 
+@sensitive_post_parameters("password", "api_key")
 def sender_edit(request, alias: str):
     if alias in selectors.conf.configured_senders():
         row = next(r for r in selectors.sender_list() if r.alias == alias)

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
+
 from mailcenter import crypto
 from mailcenter.models import Sender
 from mailcenter.senders import conf
@@ -34,12 +36,14 @@ def clear_cache() -> None:
         _cache.clear()
 
 
+@sensitive_variables()
 def _secret(stored: str, purpose: bytes) -> str:
     if not stored:
         return ""
     return crypto.decrypt(stored, purpose).decode("utf-8")
 
 
+@sensitive_variables("options", "api_key")
 def sender_row_config(sender: Sender) -> dict[str, Any]:
     """The ``{"BACKEND", "OPTIONS"}`` configuration of a database sender, secrets decrypted.
 

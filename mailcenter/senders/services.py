@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_variables
 
 from mailcenter import crypto
 from mailcenter.models import Sender
@@ -130,6 +131,7 @@ def _clear_cache() -> None:
     transaction.on_commit(selectors.clear_cache)
 
 
+@sensitive_variables("password", "api_key", "secret", "secrets", "options", "config")
 def _set_secrets(
     sender: Sender,
     password: str | None,
@@ -149,6 +151,7 @@ def _set_secrets(
             setattr(sender, attr, crypto.encrypt(secret.encode("utf-8"), purpose))
 
 
+@sensitive_variables("password", "api_key", "secret", "secrets", "options", "config")
 def sender_create(
     alias: str,
     fields: dict[str, Any],
@@ -171,6 +174,7 @@ def sender_create(
     return sender
 
 
+@sensitive_variables("password", "api_key", "secret", "secrets", "options", "config")
 def sender_update(
     sender_id: int,
     fields: dict[str, Any],
@@ -279,6 +283,7 @@ def _smtp_failure(exc: BaseException | None, host: str, port: int, timeout: floa
     return _("The session could not be opened: %(reason)s") % {"reason": str(exc)}
 
 
+@sensitive_variables("password", "api_key", "secret", "secrets", "options", "config")
 def sender_test(alias: str) -> ConnectionTest:
     """Open a session with the sender's backend and close it; say how it went.
 

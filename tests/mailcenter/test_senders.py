@@ -323,3 +323,13 @@ def test_a_deleted_sender_refuses_the_start_even_through_a_stale_cache(settings)
     with pytest.raises(campaign_services.CampaignError, match="not configured"):
         campaign_services.campaign_start(campaign.pk)
     assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.DRAFT
+
+
+def test_error_reports_mask_the_posted_secrets(auth_client):
+    from django.views.debug import SafeExceptionReporterFilter
+
+    response = auth_client.post("/settings/senders/new/", _form(2525, api_key=API_KEY))
+    posted = SafeExceptionReporterFilter().get_post_parameters(response.wsgi_request)
+    assert posted["password"] != PASSWORD
+    assert posted["api_key"] != API_KEY
+    assert posted["host"] == "127.0.0.1"
