@@ -127,6 +127,9 @@ class Sender(models.Model):
     local_hostname = models.CharField(_("EHLO name"), max_length=253, blank=True)
     esp = models.CharField(_("ESP"), max_length=200, blank=True)
     api_key_encrypted = models.TextField(blank=True, editable=False)
+    # Throttling, as the ``rate`` and ``concurrency`` options of a configured sender.
+    rate = models.FloatField(_("messages per second"), null=True, blank=True)
+    concurrency = models.PositiveIntegerField(_("batches at once"), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

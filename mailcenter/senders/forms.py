@@ -65,6 +65,19 @@ class SenderForm(forms.Form):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
     clear_api_key = forms.BooleanField(label=_("Clear the stored API key"), required=False)
+    rate = forms.FloatField(
+        label=_("Messages per second"),
+        required=False,
+        min_value=0,
+        help_text=_("Empty: no limit. Shared by every worker, e.g. 10 or 0.5."),
+    )
+    concurrency = forms.IntegerField(
+        label=_("Batches at once"),
+        required=False,
+        min_value=1,
+        max_value=1000,
+        help_text=_("Empty: as many as the workers run."),
+    )
 
     def __init__(self, *args: Any, instance: Sender | None = None, **kwargs: Any) -> None:
         self.instance = instance

@@ -77,6 +77,10 @@ def sender_row_config(sender: Sender) -> dict[str, Any]:
         api_key = _secret(sender.api_key_encrypted, API_KEY_PURPOSE)
         if api_key:
             options["esp_settings"] = {"api_key": api_key}
+    if sender.rate:
+        options["rate"] = sender.rate
+    if sender.concurrency:
+        options["concurrency"] = sender.concurrency
     return {"BACKEND": sender.backend, "OPTIONS": options}
 
 

@@ -38,6 +38,8 @@ FIELDS = (
     "verify_tls",
     "local_hostname",
     "esp",
+    "rate",
+    "concurrency",
 )
 
 
@@ -111,6 +113,20 @@ def sender_check(fields: dict[str, Any]) -> dict[str, Any]:
     if any(ch in data["username"] for ch in "\r\n"):
         raise SenderError(_("The user name cannot contain line breaks."), "username")
     data["esp"] = str(data["esp"] or "").strip()
+    for name, cast, message in (
+        ("rate", float, _("The rate is a number of messages per second above 0.")),
+        ("concurrency", int, _("Batches at once is a whole number from 1 to 1000.")),
+    ):
+        value = data[name]
+        if value in ("", None, 0):
+            data[name] = None
+            continue
+        try:
+            data[name] = cast(value)
+        except (TypeError, ValueError):
+            raise SenderError(message, name) from None
+        if not 0 < data[name] <= (100_000 if name == "rate" else 1000):
+            raise SenderError(message, name)
     data["verify_tls"] = bool(data["verify_tls"])
     if data["backend"] == Sender.Backend.SMTP and not data["host"]:
         raise SenderError(_("An SMTP relay needs a host."), "host")

@@ -333,3 +333,15 @@ def test_error_reports_mask_the_posted_secrets(auth_client):
     assert posted["password"] != PASSWORD
     assert posted["api_key"] != API_KEY
     assert posted["host"] == "127.0.0.1"
+
+
+def test_a_ui_sender_can_be_throttled(auth_client):
+    from campaigns import conf as campaign_conf
+    from mailcenter.delivery.throttle import Limit
+
+    response = auth_client.post("/settings/senders/new/", _form(2525, rate="0.5", concurrency="3"))
+    assert response.status_code == 302
+    assert campaign_conf.sender_throttle("relay") == ([Limit(1, 2.0)], 3)
+    response = auth_client.post("/settings/senders/relay/", _form(2525, rate="-1"))
+    assert response.status_code == 400
+    assert Sender.objects.get().rate == 0.5
