@@ -127,7 +127,8 @@ def sender_check(fields: dict[str, Any]) -> dict[str, Any]:
             raise SenderError(message, name) from None
         if not 0 < data[name] <= (100_000 if name == "rate" else 1000):
             raise SenderError(message, name)
-    data["verify_tls"] = bool(data["verify_tls"])
+    # Verified unless asked otherwise (the form always says; a caller may leave it out).
+    data["verify_tls"] = bool(fields.get("verify_tls", True))
     if data["backend"] == Sender.Backend.SMTP and not data["host"]:
         raise SenderError(_("An SMTP relay needs a host."), "host")
     if data["backend"] == Sender.Backend.MX and data["security"] == Sender.Security.TLS:

@@ -345,3 +345,11 @@ def test_a_ui_sender_can_be_throttled(auth_client):
     response = auth_client.post("/settings/senders/relay/", _form(2525, rate="-1"))
     assert response.status_code == 400
     assert Sender.objects.get().rate == 0.5
+
+
+def test_tls_is_verified_unless_turned_off():
+    fields = {"backend": "smtp", "host": "127.0.0.1", "security": "tls"}
+    assert services.sender_create("strict", fields).verify_tls is True
+    assert services.sender_create("lax", {**fields, "verify_tls": False}).verify_tls is False
+    assert selectors.sender_config("lax")["OPTIONS"]["verify_tls"] is False
+    assert selectors.sender_config("strict")["OPTIONS"]["port"] == 465
