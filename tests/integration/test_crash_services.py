@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 
+import kombu.pools
 import psycopg
 import pytest
 import redis.exceptions
@@ -49,9 +50,11 @@ def _use_broker(url: str | None) -> None:
     environment before ``broker_url``, so the read and write URLs are what can be set.)"""
     celery_app.conf.broker_write_url = url
     celery_app.conf.broker_read_url = url
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-        celery_app._pool = None
+    # Connection pools are kept in a registry of kombu's, per broker: empty it (closing
+    # what it holds), so that the next send opens a pool for the new broker and a later
+    # test does not find the old one closed.
+    kombu.pools.reset()
+    celery_app._pool = None
     celery_app.amqp._producer_pool = None
 
 
