@@ -14,7 +14,8 @@ throwaway database ``mailcenter_bench_tracking`` is created beside it), Redis
 2. The ceiling: gunicorn with W sync workers serving a bare WSGI app that answers the
    same paths with the same bytes (the GIF, or a 302 to the same Location), under wrk.
 3. Mailcenter: gunicorn with W sync workers serving mailcenter.wsgi, hits queued in Redis,
-   and ``manage.py track_writer`` writing them while wrk runs, as in production.
+   and ``manage.py track_writer`` writing them while wrk runs, as in production (at its
+   default lower CPU priority, so on these shared cores it yields to the web workers).
 4. Once wrk stops, the writer drains the queue; then the events in the database are
    counted against the requests wrk completed.
 
