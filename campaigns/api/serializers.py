@@ -14,6 +14,7 @@ from campaigns.models import Campaign
 from campaigns.services import CampaignError, campaign_create, campaign_update
 from contacts.models import MailingList, Segment
 from contacts.services import campaign_audience_set
+from mailcenter.delivery import sender_names
 
 # The keys of GET /campaigns/{id}/stats/ besides "links": a public contract, so listed here
 # rather than passing through whatever the report selector grows.
@@ -78,10 +79,16 @@ class CampaignSerializer(serializers.ModelSerializer):
             "excluded_segments",
             "track_opens",
             "track_clicks",
+            "sender",
             "status",
         ]
         read_only_fields = ["id", "status"]
         extra_kwargs = {
+            "sender": {
+                "required": False,
+                "help_text": "Alias of the named sender that delivers it (Settings → Senders, "
+                "or MAILCENTER_SENDERS); the default sender when left out.",
+            },
             "subject": {"trim_whitespace": False},
             "from_name": {"trim_whitespace": False},
             "html": {"trim_whitespace": False},
@@ -89,6 +96,13 @@ class CampaignSerializer(serializers.ModelSerializer):
 
     def validate_subject(self, value: str) -> str:
         return _single_line(value, _("The subject must be a single line."))
+
+    def validate_sender(self, value: str) -> str:
+        if value not in sender_names():
+            raise serializers.ValidationError(
+                _("The sender “%(name)s” is not configured.") % {"name": value}
+            )
+        return value
 
     def validate_from_name(self, value: str) -> str:
         return _single_line(value, _("The from name must be a single line."))

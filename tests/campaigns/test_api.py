@@ -25,6 +25,7 @@ FIELDS = {
     "excluded_segments",
     "track_opens",
     "track_clicks",
+    "sender",
     "status",
 }
 STATS_KEYS = {
@@ -244,3 +245,21 @@ def test_schema_documents_send_and_stats(api_client):
     assert set(component["properties"]) == STATS_KEYS
     campaign = schema["components"]["schemas"]["Campaign"]
     assert set(campaign["properties"]) == FIELDS
+
+
+def test_create_chooses_a_configured_sender_and_refuses_an_unknown_one(
+    api_client, mailing_list, settings
+):
+    settings.MAILCENTER_SENDERS = {
+        "default": {"BACKEND": "outbox"},
+        "bulk": {"BACKEND": "outbox"},
+    }
+    response = api_client.post(URL, _payload(mailing_list, sender="bulk"), format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["sender"] == "bulk"
+    assert Campaign.objects.get(pk=response.json()["id"]).sender == "bulk"
+    response = api_client.post(URL, _payload(mailing_list, sender="nope"), format="json")
+    assert response.status_code == 400
+    assert "nope" in response.json()["errors"]["sender"][0]
+    response = api_client.post(URL, _payload(mailing_list), format="json")
+    assert response.json()["sender"] == "default"
