@@ -109,10 +109,26 @@ class ContactImport(models.Model):
         ADD_UPDATE = "add_update", _("Add new contacts and update existing ones")
         UPDATE_ONLY = "update", _("Update existing contacts only")
 
+    class LeftPolicy(models.TextChoices):
+        """What a file does to contacts who unsubscribed, bounced or complained before.
+
+        Neither choice subscribes them again: only they can do that, through a signup
+        form or the preference centre.
+        """
+
+        SKIP = "skip", _("Skip them")
+        UPDATE = "update", _("Update their details, keep them unsubscribed")
+
     mailing_list = models.ForeignKey(
         MailingList, on_delete=models.CASCADE, related_name="imports", verbose_name=_("list")
     )
     mode = models.CharField(_("mode"), max_length=20, choices=Mode.choices, default=Mode.ADD_UPDATE)
+    left_policy = models.CharField(
+        _("contacts who unsubscribed before"),
+        max_length=10,
+        choices=LeftPolicy.choices,
+        default=LeftPolicy.SKIP,
+    )
     file = models.FileField(upload_to="imports/%Y/%m/")
     original_name = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
@@ -126,6 +142,8 @@ class ContactImport(models.Model):
     refused_rows = models.JSONField(default=list, blank=True)
     # Skipped rows that have a reason worth telling (left before, unknown in update-only
     # mode), same shape and cap as refused_rows; repeats in the file are only counted.
+    # Under LeftPolicy.UPDATE a left contact whose details changed is listed here too,
+    # with "updated": true, since it was counted as updated but not subscribed.
     skipped_rows = models.JSONField(default=list, blank=True)
     # One target per CSV column ("email", "first_name", "last_name", "field:KEY", "ignore"),
     # chosen on the mapping page or sent through the API; null means "guess from headers".

@@ -9,7 +9,8 @@ file or, after a crash, nothing at all (the staging tables are dropped whatever 
 running the import again is safe).
 
 The outcome is the batch path's (``imports._import_batch``), rule for rule: later
-non-empty values of a duplicated address win, existing contacts who left are skipped,
+non-empty values of a duplicated address win, existing contacts who left are skipped or,
+under LeftPolicy.UPDATE, get their details updated (never their status or subscriptions),
 suppressed addresses are refused, and only real changes count as updates.
 """
 
@@ -54,6 +55,7 @@ def contact_import_copy(
     info: importing.CsvInfo,
     fields: dict[str, CustomField],
     mode: str = ContactImport.Mode.ADD_UPDATE,
+    left_policy: str = ContactImport.LeftPolicy.SKIP,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Import a validated file (see ``inspect_csv``) through COPY and a set-based merge.
@@ -90,7 +92,7 @@ def contact_import_copy(
             # Last chance to stop: after this the merge runs as one transaction.
             contact_import_check_cancelled(contact_import.pk)
             with transaction.atomic():
-                _merge(cursor, contact_import.mailing_list, stage, tally, mode)
+                _merge(cursor, contact_import.mailing_list, stage, tally, mode, left_policy)
         finally:
             _drop(cursor, stage)
 
@@ -154,11 +156,13 @@ def _merge(
     stage: str,
     tally: Any,
     mode: str = ContactImport.Mode.ADD_UPDATE,
+    left_policy: str = ContactImport.LeftPolicy.SKIP,
 ) -> None:
     """Apply the staged rows to the contacts and the list (inside the caller's transaction).
 
-    ``mode`` as in ``imports._import_batch``: *add* updates no existing contact's data,
-    *update* creates no contact.
+    ``mode`` and ``left_policy`` as in ``imports._import_batch``: *add* updates no existing
+    contact's data, *update* creates no contact; contacts who left are never subscribed,
+    and their details are updated only under LeftPolicy.UPDATE.
     """
     from contacts.services.imports import left_before_reason, not_existing_reason
 
@@ -222,29 +226,41 @@ def _merge(
         FROM {stage} s JOIN contacts_contact c ON lower(c.email) = s.email_lower
         """
     )
+    update_data = mode != ContactImport.Mode.ADD_ONLY
+    update_left = update_data and left_policy == ContactImport.LeftPolicy.UPDATE
     cursor.execute(
         f"SELECT count(*) FILTER (WHERE status <> 'active'), count(*) FILTER (WHERE status = "
         f"'active') FROM {stage}_existing"
     )
     left, active = cursor.fetchone()
-    tally.skipped += left
-    if left:
+    update_only = mode == ContactImport.Mode.UPDATE_ONLY
+    if left or update_only:
+        # The rows listed with a reason, in file order like the batch path's, so the same
+        # ones are kept when there are more than the report holds.
         cursor.execute(
-            f"SELECT s.row_no, s.email FROM {stage}_existing e JOIN {stage} s "
-            "ON s.email_lower = e.email_lower WHERE e.status <> 'active' "
+            f"SELECT s.row_no, s.email, e.email_lower IS NULL, coalesce(e.changed, false) "
+            f"FROM {stage} s LEFT JOIN {stage}_existing e ON e.email_lower = s.email_lower "
+            "WHERE e.status <> 'active' OR (e.email_lower IS NULL AND %s) "
             "ORDER BY s.row_no LIMIT %s",
-            [tally.refused_rows_kept],
+            [update_only, tally.refused_rows_kept],
         )
-        for row_no, email in cursor.fetchall():
-            tally.note_skipped(row_no, email, left_before_reason())
+        for row_no, email, unknown, changed in cursor.fetchall():
+            if unknown:
+                tally.note_skipped(row_no, email, not_existing_reason())
+                continue
+            updated = update_left and changed
+            reason = left_before_reason(left_policy, updated)
+            tally.note_skipped(row_no, email, reason, updated=updated)
+    # Contacts who left get at most their details updated: the subscription insert below
+    # takes active contacts only, and no statement here writes a contact's status.
     cursor.execute(
         f"""
         WITH upd AS (
             UPDATE contacts_contact c SET first_name = e.first_name, last_name = e.last_name,
                 attributes = e.attributes, updated_at = now()
             FROM {stage}_existing e
-            WHERE c.id = e.contact_id AND e.status = 'active' AND e.changed AND %s
-            RETURNING c.id
+            WHERE c.id = e.contact_id AND e.changed AND %s AND (e.status = 'active' OR %s)
+            RETURNING c.id, e.status = 'active' AS active
         ), sub AS (
             INSERT INTO contacts_subscription
                 (contact_id, mailing_list_id, status, created_at, updated_at)
@@ -253,26 +269,22 @@ def _merge(
             ON CONFLICT (contact_id, mailing_list_id) DO NOTHING
             RETURNING contact_id
         )
-        SELECT count(*) FROM (SELECT id FROM upd UNION SELECT contact_id FROM sub) touched
+        SELECT
+            (SELECT count(*) FROM
+                (SELECT id FROM upd WHERE active UNION SELECT contact_id FROM sub) touched),
+            (SELECT count(*) FROM upd WHERE NOT active)
         """,
-        [mode != ContactImport.Mode.ADD_ONLY, mailing_list.pk],
+        [update_data, update_left, mailing_list.pk],
     )
-    updated = cursor.fetchone()[0]
-    tally.updated += updated
-    tally.skipped += active - updated
-    if mode == ContactImport.Mode.UPDATE_ONLY:
-        new_rows = (
-            f"FROM {stage} s WHERE NOT EXISTS "
+    active_updated, left_updated = cursor.fetchone()
+    tally.updated += active_updated + left_updated
+    tally.skipped += active - active_updated + left - left_updated
+    if update_only:
+        cursor.execute(
+            f"SELECT count(*) FROM {stage} s WHERE NOT EXISTS "
             f"(SELECT 1 FROM {stage}_existing e WHERE e.email_lower = s.email_lower)"
         )
-        cursor.execute(f"SELECT count(*) {new_rows}")
         tally.skipped += cursor.fetchone()[0]
-        cursor.execute(
-            f"SELECT s.row_no, s.email {new_rows} ORDER BY s.row_no LIMIT %s",
-            [tally.refused_rows_kept],
-        )
-        for row_no, email in cursor.fetchall():
-            tally.note_skipped(row_no, email, not_existing_reason())
         return
 
     # 4. New contacts, subscribed to the list. An address created elsewhere meanwhile

@@ -399,6 +399,7 @@ def contact_import_create(
     mapping: Any = None,
     review: bool = False,
     mode: str = ContactImport.Mode.ADD_UPDATE,
+    left_policy: str = ContactImport.LeftPolicy.SKIP,
     enqueue: bool = True,
 ) -> ContactImport:
     """Store the upload and queue the import once the caller's transaction commits.
@@ -406,18 +407,22 @@ def contact_import_create(
     With ``review`` the import waits in *mapping* until ``contact_import_confirm`` (the
     web page's flow); with a ``mapping`` (one target per column, see
     ``contact_import_mapping_clean``) it uses those columns instead of guessing from the
-    header names. ``mode`` is one of ContactImport.Mode. Without ``enqueue`` no task is
-    sent: the caller runs ``contact_import_run`` itself (the management command does, to
-    print progress). Raises ValidationError for files ``contact_import_validate_file``
-    refuses, an unknown mode and a mapping that does not fit the file.
+    header names. ``mode`` is one of ContactImport.Mode, ``left_policy`` one of
+    ContactImport.LeftPolicy (what to do with contacts who left before). Without
+    ``enqueue`` no task is sent: the caller runs ``contact_import_run`` itself (the
+    management command does, to print progress). Raises ValidationError for files
+    ``contact_import_validate_file`` refuses, an unknown mode or policy and a mapping that
+    does not fit the file.
     """
     from contacts.tasks import contact_import_run_task
 
     contact_import_validate_file(uploaded_file)
     _mode_check(mode)
+    _left_policy_check(left_policy)
     original_name = os.path.basename(uploaded_file.name or "")[:255]
     contact_import = ContactImport(
         mode=mode,
+        left_policy=left_policy,
         mailing_list=mailing_list,
         original_name=original_name,
         created_by=user if user is not None and user.is_authenticated else None,
@@ -447,19 +452,36 @@ def _mode_check(mode: str) -> None:
         )
 
 
+def _left_policy_check(left_policy: str) -> None:
+    if left_policy not in ContactImport.LeftPolicy.values:
+        raise ValidationError(
+            {
+                "left_policy": _("The policy for contacts who left must be one of: %(values)s.")
+                % {"values": ", ".join(ContactImport.LeftPolicy.values)}
+            }
+        )
+
+
 def contact_import_confirm(
-    contact_import: ContactImport, mapping: Any, *, mode: str | None = None
+    contact_import: ContactImport,
+    mapping: Any,
+    *,
+    mode: str | None = None,
+    left_policy: str | None = None,
 ) -> ContactImport:
-    """Store the chosen mapping (and mode) of an import waiting in *mapping* and queue it.
+    """Store the chosen mapping (and mode, and policy for contacts who left) of an import
+    waiting in *mapping* and queue it; a mode or policy left as None keeps the stored one.
 
     Creates the new custom fields the mapping asks for, in the same transaction, so a
-    refused mapping leaves no field behind. Raises ValidationError for a bad mapping or
-    mode, or an import that is no longer waiting.
+    refused mapping leaves no field behind. Raises ValidationError for a bad mapping,
+    mode or policy, or an import that is no longer waiting.
     """
     from contacts.tasks import contact_import_run_task
 
     if mode is not None:
         _mode_check(mode)
+    if left_policy is not None:
+        _left_policy_check(left_policy)
     with transaction.atomic():
         locked = ContactImport.objects.select_for_update().get(pk=contact_import.pk)
         if locked.status != ContactImport.Status.MAPPING:
@@ -468,7 +490,9 @@ def contact_import_confirm(
         locked.status = ContactImport.Status.QUEUED
         if mode is not None:
             locked.mode = mode
-        locked.save(update_fields=["mapping", "status", "mode"])
+        if left_policy is not None:
+            locked.left_policy = left_policy
+        locked.save(update_fields=["mapping", "status", "mode", "left_policy"])
         transaction.on_commit(lambda: contact_import_run_task.delay(locked.pk))
     return locked
 
@@ -491,10 +515,17 @@ class _Tally:
         if len(self.refused_rows) < self.refused_rows_kept:
             self.refused_rows.append({"row": row, "email": email[:320], "reason": reason})
 
-    def note_skipped(self, row: int, email: str, reason: str) -> None:
-        """List a skipped row with its reason (the caller counts it)."""
+    def note_skipped(self, row: int, email: str, reason: str, *, updated: bool = False) -> None:
+        """List a skipped row with its reason (the caller counts it).
+
+        ``updated`` marks a contact who left before and whose details the row changed
+        (LeftPolicy.UPDATE): counted as updated, listed here because it was not subscribed.
+        """
         if len(self.skipped_rows) < self.refused_rows_kept:
-            self.skipped_rows.append({"row": row, "email": email[:320], "reason": reason})
+            item: dict[str, Any] = {"row": row, "email": email[:320], "reason": reason}
+            if updated:
+                item["updated"] = True
+            self.skipped_rows.append(item)
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -508,8 +539,13 @@ class _Tally:
         }
 
 
-def left_before_reason() -> str:
-    return _("unsubscribed, bounced or complained before: not subscribed again")
+def left_before_reason(policy: str = ContactImport.LeftPolicy.SKIP, changed: bool = False) -> str:
+    """Why a row of someone who left before was not subscribed, under ``policy``."""
+    if policy != ContactImport.LeftPolicy.UPDATE:
+        return _("unsubscribed, bounced or complained before: not subscribed again")
+    if changed:
+        return _("unsubscribed, bounced or complained before: details updated, kept unsubscribed")
+    return _("unsubscribed, bounced or complained before: nothing to update, kept unsubscribed")
 
 
 def not_existing_reason() -> str:
@@ -591,6 +627,7 @@ def _import_batch(
     tally: _Tally,
     fields: dict[str, CustomField] | None = None,
     mode: str = ContactImport.Mode.ADD_UPDATE,
+    left_policy: str = ContactImport.LeftPolicy.SKIP,
 ) -> None:
     """Apply one batch of rows with a fixed number of queries, whatever its size.
 
@@ -602,10 +639,14 @@ def _import_batch(
     values win), and only the first of them is counted by outcome; the others count as
     *skipped*. An address the database lacks is *created*. An existing contact is
     *updated* when the merged row changes it (a name, an attribute, or joining the list)
-    and *skipped* otherwise; contacts who unsubscribed, bounced or complained are always
-    skipped: left untouched and not added to the list. An address on the suppression list
-    (itself or its domain) is *refused* with the reason "suppressed", so a blocklisted or
-    erased person is never brought back by a file.
+    and *skipped* otherwise. Contacts who unsubscribed, bounced or complained (any status
+    but active) are never added to the list and their status and subscriptions are never
+    changed: with ``left_policy`` *skip* they are skipped and left untouched; with *update*
+    their names and attributes are merged as an active contact's would be under ``mode``,
+    and they count as *updated* when that changed something, *skipped* otherwise. Either
+    way each of them is listed in ``skipped_rows`` with the reason. An address on the
+    suppression list (itself or its domain) is *refused* with the reason "suppressed", so
+    a blocklisted or erased person is never brought back by a file.
     """
     groups: dict[str, tuple[str, list[importing.ParsedRow]]] = {}
     for row in rows:
@@ -658,15 +699,24 @@ def _import_batch(
             subscribe.append(contact)
             tally.created += 1
             continue
-        if contact.status != Contact.Status.ACTIVE:
-            tally.skipped += 1
-            tally.note_skipped(group[0].row, email, left_before_reason())
-            continue
         before = _snapshot(contact)
-        if mode != ContactImport.Mode.ADD_ONLY:
+        if mode != ContactImport.Mode.ADD_ONLY and (
+            contact.status == Contact.Status.ACTIVE
+            or left_policy == ContactImport.LeftPolicy.UPDATE
+        ):
             for row in group:
                 _merge_row(contact, row)
         changed = _snapshot(contact) != before
+        if contact.status != Contact.Status.ACTIVE:
+            # Only the details: their status and subscriptions stay as they chose.
+            if changed:
+                changed_contacts.append(contact)
+                tally.updated += 1
+            else:
+                tally.skipped += 1
+            reason = left_before_reason(left_policy, changed)
+            tally.note_skipped(group[0].row, email, reason, updated=changed)
+            continue
         if changed:
             changed_contacts.append(contact)
         if contact.pk not in in_list:
@@ -820,6 +870,7 @@ def _contact_import_execute(
             info,
             fields,
             contact_import.mode,
+            contact_import.left_policy,
             on_progress=on_progress,
         )
         _contact_import_finish(contact_import.pk, tally)
@@ -830,7 +881,14 @@ def _contact_import_execute(
     def flush() -> None:
         contact_import_check_cancelled(contact_import.pk)
         with transaction.atomic():
-            _import_batch(contact_import.mailing_list, batch, tally, fields, contact_import.mode)
+            _import_batch(
+                contact_import.mailing_list,
+                batch,
+                tally,
+                fields,
+                contact_import.mode,
+                contact_import.left_policy,
+            )
             ContactImport.objects.filter(pk=contact_import.pk).update(**tally.fields())
         batch.clear()
         if on_progress is not None:

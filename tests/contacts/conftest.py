@@ -28,11 +28,20 @@ def run_import(mailing_list) -> Callable[..., ContactImport]:
     """Store ``content`` as an upload and run the importer on it directly, no task."""
 
     def run(
-        content: bytes | str, name: str = "contacts.csv", into: MailingList | None = None
+        content: bytes | str,
+        name: str = "contacts.csv",
+        into: MailingList | None = None,
+        mode: str = ContactImport.Mode.ADD_UPDATE,
+        left_policy: str = ContactImport.LeftPolicy.SKIP,
     ) -> ContactImport:
         if isinstance(content, str):
             content = content.encode()
-        item = ContactImport(mailing_list=into or mailing_list, original_name=name)
+        item = ContactImport(
+            mailing_list=into or mailing_list,
+            original_name=name,
+            mode=mode,
+            left_policy=left_policy,
+        )
         item.file.save(name, ContentFile(content), save=False)
         item.save()
         services.contact_import_run(item.pk)
