@@ -225,7 +225,8 @@ class ContactImportForm(forms.Form):
 
 
 class ContactImportMappingForm(forms.Form):
-    """One select per CSV column, pre-filled with the guess, and the import's mode.
+    """One select per CSV column, pre-filled with the guess, the import's mode and what to
+    do with contacts who unsubscribed before.
 
     A column mapped to a new field also has a name and a type for that field
     (``col_N_key``, ``col_N_type``); the mapping it builds is the service's
@@ -242,6 +243,19 @@ class ContactImportMappingForm(forms.Form):
             "“Add new contacts only” leaves the names and fields of known contacts as they "
             "are; “Update existing contacts only” creates no contact and skips unknown "
             "addresses. In every mode known, active contacts join the list."
+        ),
+    )
+    left_policy = forms.ChoiceField(
+        label=_("Contacts who unsubscribed before"),
+        choices=ContactImport.LeftPolicy.choices,
+        initial=ContactImport.LeftPolicy.SKIP,
+        required=False,
+        widget=forms.RadioSelect,
+        help_text=_(
+            "People who unsubscribed, bounced or complained are never subscribed again by an "
+            "import. “Update their details” changes their names and fields as for any other "
+            "known contact in the chosen mode, and nothing else: they stay unsubscribed and "
+            "do not join the list."
         ),
     )
 
@@ -324,6 +338,7 @@ class ContactImportMappingForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         cleaned["mode"] = cleaned.get("mode") or ContactImport.Mode.ADD_UPDATE
+        cleaned["left_policy"] = cleaned.get("left_policy") or ContactImport.LeftPolicy.SKIP
         if not self.errors:
             from contacts.services import imports
 

@@ -220,7 +220,10 @@ class ContactImportMappingView(View):
         if form.is_valid():
             try:
                 services.contact_import_confirm(
-                    self.item, form.mapping(), mode=form.cleaned_data["mode"]
+                    self.item,
+                    form.mapping(),
+                    mode=form.cleaned_data["mode"],
+                    left_policy=form.cleaned_data["left_policy"],
                 )
             except ValidationError as exc:
                 form.add_error(None, exc)
@@ -302,9 +305,13 @@ class ContactImportRefusedCsvView(View):
                     csv_safe(item.get("reason", "")),
                 ]
             )
-        # Skipped rows with a reason (left before, unknown in update-only mode) follow.
+        # Skipped rows with a reason (left before, unknown in update-only mode) follow, and
+        # people who left whose details were updated (they were not subscribed either).
         for item in contact_import.skipped_rows:
-            reason = _("skipped: %(reason)s") % {"reason": item.get("reason", "")}
+            if item.get("updated"):
+                reason = _("updated: %(reason)s") % {"reason": item.get("reason", "")}
+            else:
+                reason = _("skipped: %(reason)s") % {"reason": item.get("reason", "")}
             writer.writerow(
                 [
                     csv_safe(item.get("row", "")),

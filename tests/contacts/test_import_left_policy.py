@@ -7,9 +7,16 @@ their status stays, no subscription is added, an ended one stays ended.
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 
 from contacts.models import Contact, ContactImport, Subscription, Suppression
+from tests.contacts.helpers import confirm_mapping
+from tests.factories import MailingListFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -154,3 +161,74 @@ def test_update_policy_counts_only_real_changes(settings, run_import, people, co
 
 def test_the_default_policy_is_skip(mailing_list):
     assert ContactImport(mailing_list=mailing_list).left_policy == Policy.SKIP
+
+
+def _upload(auth_client, news):
+    return auth_client.post(
+        reverse("contacts:import"),
+        {
+            "mailing_list": news.pk,
+            "file": SimpleUploadedFile("c.csv", CSV.encode(), content_type="text/csv"),
+        },
+    )
+
+
+def test_mapping_page_offers_the_policy_and_the_summary_shows_it(
+    auth_client, people, django_capture_on_commit_callbacks
+):
+    news = MailingListFactory()
+    uploaded = _upload(auth_client, news)
+    html = auth_client.get(uploaded["Location"]).content.decode()
+    assert "Contacts who unsubscribed before" in html
+    assert "Skip them" in html and "Update their details, keep them unsubscribed" in html
+    assert '<input type="radio" name="left_policy" value="skip"' in html
+    skip_radio = html[html.index('name="left_policy" value="skip"') :].split(">", 1)[0]
+    assert "checked" in skip_radio
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = confirm_mapping(auth_client, uploaded, left_policy="update")
+
+    item = ContactImport.objects.get()
+    assert item.left_policy == Policy.UPDATE
+    assert item.status == ContactImport.Status.DONE, item.error
+    gone = Contact.objects.get(email="gone@example.com")
+    assert (gone.first_name, gone.status) == ("Back", Contact.Status.UNSUBSCRIBED)
+    assert not news.subscriptions.filter(contact=gone).exists()
+
+    detail = auth_client.get(response["Location"]).content.decode()
+    assert (
+        "contacts who unsubscribed before: Update their details, keep them unsubscribed"
+    ) in detail
+    assert "Rows not subscribed, with the reason" in detail
+    assert "updated: " + LEFT_UPDATED in detail
+    download = auth_client.get(reverse("contacts:import-refused-csv", args=[item.pk]))
+    rows = list(csv.reader(io.StringIO(download.content.decode("utf-8-sig"))))
+    assert ["4", "Gone@example.com", f"updated: {LEFT_UPDATED}"] in rows
+    assert ["5", "bounced@example.com", f"skipped: {LEFT_UNCHANGED}"] in rows
+
+
+def test_mapping_page_without_a_choice_skips(
+    auth_client, people, django_capture_on_commit_callbacks
+):
+    news = MailingListFactory()
+    uploaded = _upload(auth_client, news)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = confirm_mapping(auth_client, uploaded, left_policy="")
+
+    item = ContactImport.objects.get()
+    assert item.left_policy == Policy.SKIP
+    assert Contact.objects.get(email="gone@example.com").first_name == "Gone"
+    detail = auth_client.get(response["Location"]).content.decode()
+    assert "contacts who unsubscribed before: Skip them" in detail
+    assert "Skipped rows with a reason" in detail
+
+
+def test_mapping_page_refuses_an_unknown_policy(auth_client, people):
+    news = MailingListFactory()
+    uploaded = _upload(auth_client, news)
+
+    response = confirm_mapping(auth_client, uploaded, left_policy="resubscribe")
+
+    assert response.status_code == 400
+    assert "left_policy" in response.context["form"].errors
+    assert ContactImport.objects.get().status == ContactImport.Status.MAPPING
