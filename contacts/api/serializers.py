@@ -116,7 +116,9 @@ class ContactImportDetailSerializer(ContactImportSerializer):
     skipped_rows = serializers.JSONField(
         read_only=True,
         help_text=gettext_lazy(
-            "Up to 1000 skipped rows with a reason (left before, unknown in update mode)."
+            "Up to 1000 skipped rows with a reason (left before, unknown in update mode); "
+            'with left_policy "update", people who left and whose details changed are listed '
+            'too, with "updated": true (counted as updated, not subscribed).'
         ),
     )
 
@@ -124,6 +126,7 @@ class ContactImportDetailSerializer(ContactImportSerializer):
         fields = [
             *ContactImportSerializer.Meta.fields,
             "mode",
+            "left_policy",
             "mapping",
             "refused_rows",
             "skipped_rows",
@@ -146,6 +149,14 @@ _MAPPING_SHAPE = gettext_lazy(
 )
 
 
+LEFT_POLICY_HELP = gettext_lazy(
+    "What to do with contacts who unsubscribed, bounced or complained before. skip (the "
+    "default): leave them as they are. update: update their names and fields like other "
+    "contacts' under the mode, and nothing else. Either way they stay unsubscribed: no "
+    "status or subscription is changed and they do not join the list."
+)
+
+
 class ContactImportCreateSerializer(serializers.Serializer):
     file = serializers.FileField(
         help_text=gettext_lazy("A CSV file with a header row naming an email column.")
@@ -161,6 +172,11 @@ class ContactImportCreateSerializer(serializers.Serializer):
             "add: new contacts only, known ones keep their data; add_update: both; update: "
             "known contacts only. People who left before are never subscribed again."
         ),
+    )
+    left_policy = serializers.ChoiceField(
+        choices=ContactImport.LeftPolicy.choices,
+        default=ContactImport.LeftPolicy.SKIP,
+        help_text=LEFT_POLICY_HELP,
     )
     mapping = serializers.CharField(
         required=False,
@@ -208,6 +224,11 @@ class ContactImportConfirmSerializer(serializers.Serializer):
         choices=ContactImport.Mode.choices,
         required=False,
         help_text=gettext_lazy("As when creating; the mode given then is kept without it."),
+    )
+    left_policy = serializers.ChoiceField(
+        choices=ContactImport.LeftPolicy.choices,
+        required=False,
+        help_text=gettext_lazy("As when creating; the policy given then is kept without it."),
     )
 
     def validate_mapping(self, value: Any) -> Any:

@@ -130,10 +130,10 @@ class ContactImportViewSet(
     viewsets.GenericViewSet,
 ):
     """CSV imports, through the same service as the web page. Create one by uploading a
-    file with an optional ``mapping`` and ``mode``; it runs in the background, so poll
-    ``progress/`` until ``running`` is false, then read the import for its counts and the
-    refused rows. With ``review`` it waits (status ``mapping``) until ``POST mapping/``;
-    ``columns/`` shows each column with sample values and the guess."""
+    file with an optional ``mapping``, ``mode`` and ``left_policy``; it runs in the
+    background, so poll ``progress/`` until ``running`` is false, then read the import for
+    its counts and the refused rows. With ``review`` it waits (status ``mapping``) until
+    ``POST mapping/``; ``columns/`` shows each column with sample values and the guess."""
 
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
@@ -164,6 +164,7 @@ class ContactImportViewSet(
                 mapping=serializer.validated_data.get("mapping"),
                 review=serializer.validated_data["review"],
                 mode=serializer.validated_data["mode"],
+                left_policy=serializer.validated_data["left_policy"],
             )
         except DjangoValidationError as exc:
             raise drf_validation_error(exc) from None
@@ -192,6 +193,7 @@ class ContactImportViewSet(
                 self.get_object(),
                 payload.validated_data.get("mapping", {}),
                 mode=payload.validated_data.get("mode"),
+                left_policy=payload.validated_data.get("left_policy"),
             )
         except DjangoValidationError as exc:
             raise drf_validation_error(exc) from None

@@ -200,3 +200,102 @@ def test_schema_documents_every_contacts_endpoint(api_client):
     )
     progress = paths["/api/v1/imports/{id}/progress/"]["get"]["responses"]["200"]
     assert "ContactImportProgress" in str(progress)
+
+
+def test_create_with_the_update_left_policy_keeps_them_unsubscribed(
+    api_client, django_capture_on_commit_callbacks
+):
+    news = MailingListFactory()
+    gone = ContactFactory(
+        email="gone@example.com",
+        first_name="Old",
+        attributes={"city": "Lisbon"},
+        status=Contact.Status.UNSUBSCRIBED,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client.post(
+            IMPORTS,
+            {
+                "list": news.pk,
+                "file": _upload(),
+                "left_policy": "update",
+                "mapping": '{"Given": "first_name", "Town": "ignore", "Score": "ignore"}',
+            },
+            format="multipart",
+        )
+
+    assert response.status_code == 201, response.json()
+    result = api_client.get(f"{IMPORTS}{response.json()['id']}/").json()
+    assert result["left_policy"] == "update"
+    assert (result["created"], result["updated"], result["refused"]) == (1, 1, 1)
+    assert result["skipped_rows"] == [
+        {
+            "row": 4,
+            "email": "gone@example.com",
+            "reason": "unsubscribed, bounced or complained before: details updated, "
+            "kept unsubscribed",
+            "updated": True,
+        }
+    ]
+    gone.refresh_from_db()
+    assert (gone.first_name, gone.attributes) == ("G", {"city": "Lisbon"})
+    assert gone.status == Contact.Status.UNSUBSCRIBED
+    assert not gone.subscriptions.exists()
+
+
+def test_create_defaults_to_skip_and_refuses_an_unknown_policy(api_client):
+    news = MailingListFactory()
+    bad = api_client.post(
+        IMPORTS,
+        {"list": news.pk, "file": _upload(), "left_policy": "resubscribe"},
+        format="multipart",
+    )
+    assert bad.status_code == 400 and "left_policy" in bad.json()["errors"]
+
+    created = api_client.post(
+        IMPORTS, {"list": news.pk, "file": _upload(), "review": "true"}, format="multipart"
+    )
+    assert created.status_code == 201, created.json()
+    assert created.json()["left_policy"] == "skip"
+
+
+def test_mapping_sets_the_left_policy_or_keeps_the_one_given_at_creation(
+    api_client, django_capture_on_commit_callbacks
+):
+    news = MailingListFactory()
+    ContactFactory(email="gone@example.com", status=Contact.Status.UNSUBSCRIBED)
+    first = api_client.post(
+        IMPORTS, {"list": news.pk, "file": _upload(), "review": "true"}, format="multipart"
+    ).json()["id"]
+    second = api_client.post(
+        IMPORTS,
+        {"list": news.pk, "file": _upload(), "review": "true", "left_policy": "update"},
+        format="multipart",
+    ).json()["id"]
+
+    refused = api_client.post(
+        f"{IMPORTS}{first}/mapping/", {"left_policy": "resubscribe"}, format="json"
+    )
+    assert refused.status_code == 400 and "is not a valid choice" in str(refused.json())
+    with django_capture_on_commit_callbacks(execute=True):
+        mapped = api_client.post(
+            f"{IMPORTS}{first}/mapping/", {"left_policy": "update"}, format="json"
+        )
+        kept = api_client.post(f"{IMPORTS}{second}/mapping/", {}, format="json")
+
+    assert mapped.status_code == 200, mapped.json()
+    assert mapped.json()["left_policy"] == "update"
+    assert kept.json()["left_policy"] == "update"
+    assert ContactImport.objects.get(pk=first).updated == 1
+    assert Contact.objects.get(email="gone@example.com").status == Contact.Status.UNSUBSCRIBED
+
+
+def test_schema_documents_the_left_policy(api_client):
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    components = schema["components"]["schemas"]
+    create = components["ContactImportCreate"]["properties"]["left_policy"]
+    assert create["default"] == "skip"
+    assert "they stay unsubscribed" in create["description"]
+    assert "left_policy" in components["ContactImportConfirm"]["properties"]
+    assert "left_policy" in components["ContactImportDetail"]["properties"]
+    assert components["LeftPolicyEnum"]["enum"] == ["skip", "update"]
