@@ -228,3 +228,39 @@ def test_progress_of_the_copy_path(settings, tmp_path, monkeypatch):
     assert "10 / 25 rows" in out and "25 / 25 rows" in out
     assert "25 created" in out
     assert Contact.objects.count() == 25
+
+
+@pytest.mark.parametrize("copy_min_rows", [10**9, 0], ids=["batch-path", "copy-path"])
+def test_left_policy_update_updates_details_and_keeps_them_unsubscribed(
+    csv_file, settings, copy_min_rows
+):
+    settings.MAILCENTER_IMPORT_COPY_MIN_ROWS = copy_min_rows
+    gone = ContactFactory(email="gone@example.com", attributes={}, status=Contact.Status.COMPLAINED)
+    news = MailingListFactory(name="News")
+
+    out = _run(str(csv_file), "--list", "News", "--left-policy", "update")
+
+    assert "contacts who unsubscribed before: update" in out
+    assert "2 created, 1 updated, 0 skipped, 1 refused" in out
+    assert (
+        "updated row 5 (gone@example.com): unsubscribed, bounced or complained before: "
+        "details updated, kept unsubscribed"
+    ) in out
+    item = ContactImport.objects.get()
+    assert item.left_policy == ContactImport.LeftPolicy.UPDATE
+    gone.refresh_from_db()
+    assert (gone.first_name, gone.status) == ("Gone", Contact.Status.COMPLAINED)
+    assert gone.attributes == {"town": "Rome", "score": "2"}
+    assert not news.contacts.filter(email="gone@example.com").exists()
+
+
+def test_left_policy_defaults_to_skip_and_refuses_other_values(csv_file):
+    ContactFactory(email="gone@example.com", status=Contact.Status.UNSUBSCRIBED)
+    MailingListFactory(name="News")
+
+    with pytest.raises(CommandError, match="invalid choice"):
+        _run(str(csv_file), "--list", "News", "--left-policy", "resubscribe")
+    out = _run(str(csv_file), "--list", "News")
+
+    assert "contacts who unsubscribed before: skip" in out
+    assert ContactImport.objects.get().left_policy == ContactImport.LeftPolicy.SKIP

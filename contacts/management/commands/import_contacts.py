@@ -35,7 +35,8 @@ class Command(BaseCommand):
         "Import contacts from a CSV file into a list. Columns are guessed from their names "
         "(Mailchimp, Unisender, listmonk and Mautic exports are recognised) unless --map "
         "names them. People who unsubscribed, bounced or complained are never subscribed "
-        "again; addresses on the suppression list are refused."
+        "again (--left-policy update only updates their details); addresses on the "
+        "suppression list are refused."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -55,6 +56,16 @@ class Command(BaseCommand):
             help=_(
                 "add: new contacts only, known ones keep their data; update: known contacts "
                 "only; add_update (the default): both."
+            ),
+        )
+        parser.add_argument(
+            "--left-policy",
+            choices=ContactImport.LeftPolicy.values,
+            default=ContactImport.LeftPolicy.SKIP,
+            help=_(
+                "Contacts who unsubscribed, bounced or complained before: skip (the default) "
+                "leaves them as they are; update updates their names and fields like other "
+                "contacts' under --mode. Either way they stay unsubscribed."
             ),
         )
         parser.add_argument(
@@ -109,16 +120,21 @@ class Command(BaseCommand):
                     upload,
                     mapping=mapping,
                     mode=options["mode"],
+                    left_policy=options["left_policy"],
                     enqueue=False,
                 )
             except ValidationError as exc:
                 raise CommandError(_messages(exc)) from None
         self.stdout.write(
-            _("Importing into “%(list)s” (import %(id)s, mode %(mode)s)…")
+            _(
+                "Importing into “%(list)s” (import %(id)s, mode %(mode)s, contacts who "
+                "unsubscribed before: %(policy)s)…"
+            )
             % {
                 "list": contact_import.mailing_list.name,
                 "id": contact_import.pk,
                 "mode": options["mode"],
+                "policy": options["left_policy"],
             }
         )
         services.contact_import_run(contact_import.pk, on_progress=self._progress_printer())
@@ -207,9 +223,12 @@ class Command(BaseCommand):
                 % {"row": row["row"], "email": row["email"] or "—", "reason": row["reason"]}
             )
         for row in item.skipped_rows[:REFUSED_ROWS_SHOWN]:
+            if row.get("updated"):
+                line = _("  updated row %(row)s (%(email)s): %(reason)s")
+            else:
+                line = _("  skipped row %(row)s (%(email)s): %(reason)s")
             self.stdout.write(
-                _("  skipped row %(row)s (%(email)s): %(reason)s")
-                % {"row": row["row"], "email": row["email"], "reason": row["reason"]}
+                line % {"row": row["row"], "email": row["email"], "reason": row["reason"]}
             )
         more = item.refused - min(item.refused, REFUSED_ROWS_SHOWN)
         if more:
