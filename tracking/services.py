@@ -79,7 +79,14 @@ def hits_write(hits: list[Hit]) -> list[Event]:
     for attempt in range(2):
         try:
             with transaction.atomic():
-                messages = Message.objects.select_related("campaign").in_bulk(message_ids)
+                # Only the columns used here: a select_related campaign would carry the
+                # campaign's whole HTML once per message of the batch.
+                messages = Message.objects.only("id", "campaign_id", "email", "sent_at").in_bulk(
+                    message_ids
+                )
+                campaigns = Campaign.objects.only("id", "track_opens", "track_clicks").in_bulk(
+                    {m.campaign_id for m in messages.values()}
+                )
                 links = {
                     (link.campaign_id, link.index): link
                     for link in CampaignLink.objects.filter(
@@ -93,7 +100,9 @@ def hits_write(hits: list[Hit]) -> list[Event]:
                 }
                 for hit in hits:
                     message = messages.get(hit.message_id)
-                    if message is None or not tracking_allowed(hit.kind, message.campaign):
+                    if message is None or not tracking_allowed(
+                        hit.kind, campaigns[message.campaign_id]
+                    ):
                         continue
                     link = None
                     if hit.kind == Event.Kind.CLICK:
