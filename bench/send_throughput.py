@@ -1,20 +1,30 @@
 """How fast does a campaign go out, against how fast plain smtplib could push the same bytes?
 
     python bench/send_throughput.py [--recipients N] [--connections K] [--time-limit S]
-                                    [--dkim rsa|ed25519|none]
+                                    [--dkim rsa|ed25519|none] [--batch-size B]
+                                    [--in-process] [--redis-url URL]
 
-Builds a fresh database (a temporary SQLite file, or a throwaway PostgreSQL database
-``mailcenter_bench`` when DATABASE_URL points at PostgreSQL), N contacts in one list and a
-~30 KB personalised HTML campaign with tracked links, then runs the real pipeline in
-this process: ``campaign_start`` and ``campaign_send_batch`` in a loop from K workers (K
-processes when K > 1, like Celery's prefork pool), through the ``smtp`` backend to a
-sink on loopback that throws mail away. No Celery worker is involved. The From domain
-gets a sending domain with a freshly generated DKIM key (RSA-2048 unless ``--dkim`` says
-otherwise), so the pipeline signs every message as it would in production.
+Builds a fresh database (a throwaway PostgreSQL database ``mailcenter_bench`` when
+DATABASE_URL points at PostgreSQL, else a temporary SQLite file), N contacts in one list and
+a ~30 KB personalised HTML campaign with tracked links, and sends it through the ``smtp``
+backend to a sink on loopback that throws mail away. The From domain gets a sending domain
+with a freshly generated DKIM key (RSA-2048 unless ``--dkim`` says otherwise), so every
+message is signed as it would be in production.
+
+On PostgreSQL with Redis reachable the send runs as in production: a real
+``celery -A mailcenter worker`` (prefork pool of K processes) on a Redis database that the
+benchmark owns (``--redis-url``, default redis://127.0.0.1:6379/13, emptied before and
+after the run: never point it at a database anyone else uses), the real ``campaign_start``
+queueing K send-task chains on commit, and this process polling the database until the
+campaign is sent. Throughput is the messages sent over the time from ``campaign_start`` to
+the last message's ``sent_at``; peak memory is the largest peak RSS (VmHWM) of any one
+worker process. With ``--in-process`` (and on SQLite or without Redis) no Celery is
+involved: ``campaign_send_batch`` runs in a loop in this process, or in K forked processes
+when K > 1, like Celery's prefork pool.
 
 The ceiling is plain smtplib sending one pre-built message of the same size over the same
 number of persistent connections to the same sink. Also printed: the per-message cost of
-each stage (render, MIME, sign, send), measured on a sample, and the peak RSS.
+each stage (render, MIME, sign, send), measured on a sample.
 
 The last line is one JSON object with the figures.
 """
@@ -39,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import benchdb
+import benchworkers
 
 ROOT = Path(__file__).resolve().parent.parent
 SMTP_SINK = Path("/usr/sbin/smtp-sink")
@@ -48,6 +59,9 @@ SAMPLE_SIZE = 500
 FROM_DOMAIN = "outfitters.example"
 DKIM_ALGORITHMS = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256", "none": None}
 CEILING_MAX = 5000
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
+POLL_SECONDS = 0.5
+PROGRESS_SECONDS = 10.0
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,6 +77,18 @@ def parse_args() -> argparse.Namespace:
         choices=["rsa", "ed25519", "none"],
         default="rsa",
         help="key the From domain signs with: RSA-2048 (default), Ed25519, or no signing",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the send service in this process (forked when K > 1) instead of Celery "
+        "workers; the only mode on SQLite or without Redis",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        help="broker for the Celery workers: a Redis database this benchmark owns, emptied "
+        f"before and after the run (default {DEFAULT_REDIS_URL})",
     )
     args = parser.parse_args()
     if args.recipients < 1 or args.connections < 1:
@@ -358,6 +384,78 @@ def run_send(campaign_id: int, connections_n: int, batch_size: int | None, deadl
             proc.join()
 
 
+def choose_mode(args: argparse.Namespace, db_kind: str) -> tuple[str, str]:
+    """``celery`` on PostgreSQL with Redis reachable, else ``in-process``; and why."""
+    if args.in_process:
+        return "in-process", "--in-process"
+    if db_kind != "postgresql":
+        return "in-process", "SQLite: the Celery workers need PostgreSQL (and Redis)"
+    if not benchworkers.redis_reachable(args.redis_url):
+        return "in-process", f"Redis is not reachable at {args.redis_url}"
+    return "celery", f"Celery workers on {args.redis_url}"
+
+
+def workers_start(connections_n: int, tmpdir: Path) -> benchworkers.Workers:
+    """Start the worker (prefork, one pool process per connection) on this run's database,
+    broker and senders, and wait until it takes tasks."""
+    from django.conf import settings
+
+    from mailcenter.celery import app
+
+    env = {
+        **os.environ,
+        # The DKIM keys are stored encrypted with a key derived from SECRET_KEY.
+        "SECRET_KEY": settings.SECRET_KEY,
+        "MAILCENTER_SENDERS": json.dumps(settings.MAILCENTER_SENDERS),
+    }
+    workers = benchworkers.start(ROOT, env, connections_n, tmpdir / "worker.log", "bench")
+    try:
+        ready_s = benchworkers.wait_ready(workers, app, connections_n)
+    except BaseException:
+        workers.stop()
+        raise
+    workers.sample()
+    print(
+        f"workers: celery prefork, {connections_n} pool process(es), ready in {ready_s:.1f}s "
+        f"(idle peak RSS {workers.peak_rss_mb()} MB per process)"
+    )
+    return workers
+
+
+def wait_for_campaign(campaign_id: int, workers: benchworkers.Workers, deadline: float) -> None:
+    """Poll until the campaign leaves ``sending`` (sent, or auto-paused), the worker dies or
+    time is up, sampling the workers' memory on the way."""
+    from campaigns.models import Campaign, Message
+
+    next_progress = time.monotonic() + PROGRESS_SECONDS
+    while time.monotonic() < deadline:
+        workers.sample()
+        if not workers.alive():
+            raise RuntimeError(f"the Celery worker exited:\n{workers.output_tail()}")
+        status = Campaign.objects.values_list("status", flat=True).get(pk=campaign_id)
+        if status != Campaign.Status.SENDING:
+            return
+        if time.monotonic() >= next_progress:
+            sent = Message.objects.filter(
+                campaign_id=campaign_id, status=Message.Status.SENT
+            ).count()
+            print(f"  ... {sent} sent, peak RSS so far {workers.peak_rss_mb()} MB", flush=True)
+            next_progress += PROGRESS_SECONDS
+        time.sleep(POLL_SECONDS)
+
+
+def last_sent_at(campaign_id: int) -> float | None:
+    """When the campaign's last message was recorded sent, in seconds since the epoch."""
+    from django.db.models import Max
+
+    from campaigns.models import Message
+
+    last = Message.objects.filter(campaign_id=campaign_id, status=Message.Status.SENT).aggregate(
+        t=Max("sent_at")
+    )["t"]
+    return last.timestamp() if last else None
+
+
 def _smtplib_push(port: int, raw: bytes, count: int, deadline: float) -> int:
     sent = 0
     conn = smtplib.SMTP("127.0.0.1", port, timeout=30)
@@ -490,7 +588,18 @@ def main() -> int:
     os.environ.pop("MAILCENTER_MODE", None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailcenter.settings")
     db_kind, admin_dsn = prepare_database(tmpdir)
+    mode, why = choose_mode(args, db_kind)
+    if mode == "celery":
+        # The workers inherit this environment: broker, send concurrency, batch size.
+        os.environ["CELERY_BROKER_URL"] = args.redis_url
+        os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
+        os.environ["MAILCENTER_SEND_CONCURRENCY"] = str(args.connections)
+        if args.batch_size:
+            os.environ["MAILCENTER_BATCH_SIZE"] = str(args.batch_size)
+        benchworkers.redis_flush(args.redis_url)
     sys.path.insert(0, str(ROOT))
+    # A SIGTERM ends the run through the same clean-up as Ctrl-C: workers, sink, database.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     import django
 
@@ -502,11 +611,13 @@ def main() -> int:
     from campaigns import services
     from campaigns.models import Campaign, Message
 
-    # campaign_start enqueues Celery tasks on commit; this benchmark drives the send loop
-    # itself, so it asks for none.
-    settings.MAILCENTER_SEND_CONCURRENCY = 0
+    if mode == "in-process":
+        # campaign_start enqueues Celery tasks on commit; in this mode the benchmark drives
+        # the send loop itself, so it asks for none.
+        settings.MAILCENTER_SEND_CONCURRENCY = 0
 
     sink: Sink | None = None
+    workers: benchworkers.Workers | None = None
     exit_code = 0
     result: dict[str, object] = {}
     try:
@@ -533,14 +644,35 @@ def main() -> int:
             )
 
         # --- the pipeline ----------------------------------------------------------------
+        print(f"mode: {mode} ({why})")
+        if mode == "celery":
+            workers = workers_start(args.connections, tmpdir)
         t_start = time.perf_counter()
+        t_start_epoch = time.time()
         services.campaign_start(campaign_id)
         start_s = time.perf_counter() - t_start
         t_send = time.perf_counter()
-        run_send(campaign_id, args.connections, args.batch_size, deadline)
-        send_s = time.perf_counter() - t_send
-        wall_s = start_s + send_s
-        rss = peak_rss_mb()
+        if workers is not None:
+            wait_for_campaign(campaign_id, workers, deadline)
+            workers.sample()
+            last = last_sent_at(campaign_id)
+            # Up to the last message recorded sent, not to when polling noticed.
+            if last is not None:
+                wall_s = max(last - t_start_epoch, 1e-6)
+            else:
+                wall_s = time.perf_counter() - t_start
+            send_s = max(wall_s - start_s, 1e-6)
+            rss = workers.peak_rss_mb()
+            rss_note = "the largest VmHWM of one worker process: " + ", ".join(
+                f"{name} {mb}" for name, mb in workers.peaks_mb().items()
+            )
+            workers.stop()
+        else:
+            run_send(campaign_id, args.connections, args.batch_size, deadline)
+            send_s = time.perf_counter() - t_send
+            wall_s = start_s + send_s
+            rss = peak_rss_mb()
+            rss_note = "this process or its largest forked sender (ru_maxrss)"
         received_by_sink = sink.received()
 
         counts = dict(
@@ -554,13 +686,13 @@ def main() -> int:
         value = sent / wall_s if wall_s else 0.0
         print(
             f"\npipeline: {sent} sent in {wall_s:.2f}s over {args.connections} connection(s) "
-            f"(campaign_start {start_s:.2f}s + send loop {send_s:.2f}s)"
+            f"(campaign_start {start_s:.2f}s + sending {send_s:.2f}s)"
         )
         print(f"  messages by status: {json.dumps(counts, sort_keys=True)}")
         print(f"  campaign status: {campaign.status}; sink counted {received_by_sink}")
         print(
             f"  throughput: {value:.0f} msg/s end to end, "
-            f"{(sent / send_s if send_s else 0):.0f} msg/s in the send loop alone"
+            f"{(sent / send_s if send_s else 0):.0f} msg/s after campaign_start returned"
         )
         if sent != args.recipients or campaign.status != Campaign.Status.SENT:
             print(f"FAILED: {args.recipients - sent} message(s) not sent", file=sys.stderr)
@@ -605,10 +737,10 @@ def main() -> int:
         print(
             f"  send      {us(send_cost)}  (derived: {args.connections}/throughput - render - "
             f"MIME - sign; of which SMTP itself ≈{smtp_cost * 1e6:.0f} µs, from the ceiling; the "
-            "rest is claiming, recording and per-batch reconnects)"
+            "rest is claiming, recording, task hand-over and per-batch reconnects)"
         )
         print(f"  total     {us(per_message)}  per message per connection")
-        print(f"peak RSS: {rss} MB")
+        print(f"peak RSS: {rss} MB ({rss_note})")
 
         result = {
             "bench": "send_throughput",
@@ -619,14 +751,20 @@ def main() -> int:
             "peak_rss_mb": rss,
             "dkim": dkim_algorithm or "none",
             "recipients": args.recipients,
+            "connections": args.connections,
+            "mode": mode,
             "sink": sink.kind,
         }
         if time.monotonic() > deadline:
             print(f"NOTE: stopped at the {args.time_limit:.0f}s time limit", file=sys.stderr)
     finally:
-        if sink is not None:
-            sink.stop()
         try:
+            if workers is not None:
+                workers.stop()
+            if sink is not None:
+                sink.stop()
+            if mode == "celery":
+                benchworkers.redis_flush(args.redis_url)
             drop_database(admin_dsn)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
