@@ -34,7 +34,6 @@ import atexit
 import contextlib
 import enum
 import os
-import re
 import smtplib
 import ssl
 import threading
@@ -418,7 +417,12 @@ class SMTPBackend(BaseBackend):
 
 def _dot_stuffed(raw: bytes) -> bytes:
     """The DATA payload: leading dots doubled, CRLF-terminated, then the final dot."""
-    data = re.sub(rb"(?m)^\.", b"..", raw)
+    # bytes.replace, not re.sub(rb"(?m)^\.", ...): the regex tries every position of a
+    # 60 KB message (~350 µs, as much as rendering it); the C search takes ~20 µs. A line
+    # starts at the beginning or after LF, as with the regex's ^.
+    data = raw.replace(b"\n.", b"\n..")
+    if data.startswith(b"."):
+        data = b"." + data
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data + b".\r\n"

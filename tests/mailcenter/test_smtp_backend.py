@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from mailcenter.delivery import Accepted, Deferred, OutgoingMessage, Rejected
-from mailcenter.delivery.smtp import POOL, SMTPBackend, classify
+from mailcenter.delivery.smtp import POOL, SMTPBackend, _dot_stuffed, classify
 from tests.smtppeers import (
     ClosingPeer,
     DropDataPeer,
@@ -280,6 +280,25 @@ def test_leading_dots_are_doubled_and_restored(_pipelining):
     with ScriptedSMTPServer() as server:
         _send(server, [OutgoingMessage(**{**_fields(message), "raw": dotted})])
     assert server.accepted[0].data == dotted
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"Subject: x\r\n\r\nbody\r\n",
+        b".first line is a dot\r\n\r\n.\r\n..\r\n",
+        b"Subject: x\r\n\r\nbare\n.lf\n..two\r\n.",
+        b"Subject: x\r\n\r\nno final line end",
+        b"",
+    ],
+)
+def test_dot_stuffing_doubles_every_leading_dot_and_terminates_the_data(raw):
+    # What RFC 5321 4.5.2 asks, spelled as the line-by-line rule it is.
+    lines = raw.split(b"\n")
+    expected = b"\n".join(b"." + line if line.startswith(b".") else line for line in lines)
+    if not expected.endswith(b"\r\n"):
+        expected += b"\r\n"
+    assert _dot_stuffed(raw) == expected + b".\r\n"
 
 
 def _fields(message: OutgoingMessage) -> dict:
