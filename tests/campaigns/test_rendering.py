@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import binascii
+import quopri
 from email import message_from_bytes, policy
 from types import SimpleNamespace
 
@@ -171,6 +173,37 @@ def test_mime_round_trips_unicode_and_long_lines():
     html = msg.get_body(preferencelist=("html",)).get_content()
     assert "= sign & Аня" in html
     assert msg.get_body(preferencelist=("plain",)).get_content().startswith("Длинная строка")
+
+
+QP_BODIES = [
+    "",
+    "plain line\n",
+    "trailing space \nand tab\t\nand none",
+    "a = b\r\nwindows\rold mac\n",
+    "x" * 75 + "\n" + "y" * 76 + "\n" + "z" * 77 + " \n" + "w" * 200,
+    "ünïcode " * 30 + "\n. leading dot\nFrom the start\n",
+    "\n\n\nends with blank lines\n\n",
+]
+
+
+@pytest.mark.parametrize("body", QP_BODIES)
+def test_quoted_printable_per_line_is_the_whole_body_encoding(body):
+    data = body.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    expected = binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+    assert rendering._qp(body) == expected
+    assert rendering._qp(body) == expected  # from the remembered lines this time
+    assert quopri.decodestring(rendering._qp(body)).replace(b"\r\n", b"\n") == data
+
+
+def test_quoted_printable_line_cache_stays_bounded(monkeypatch):
+    monkeypatch.setattr(rendering, "QP_CACHE_MAX_BYTES", 10_000)
+    common = "the same for everyone " * 10 + "\n"
+    for n in range(500):
+        body = common + f"<a href='https://t.example/{n}'>only yours</a>\n" + common
+        data = body.encode()
+        assert rendering._qp(body) == binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+        assert rendering._QP_LINES_BYTES[0] <= 10_000 + 2 * len(body)
+    assert len(rendering._QP_LINES) < 100
 
 
 def test_non_ascii_recipient_uses_the_stdlib_builder():
