@@ -581,7 +581,8 @@ def _send_batch(
 
 
 def _send_claimed(campaign_id: int, token: str, claimed: list[Message]) -> bool:
-    campaign = Campaign.objects.get(pk=campaign_id)
+    # Not the content (30 KB of HTML a batch): the compiled campaign is cached by updated_at.
+    campaign = Campaign.objects.only("id", "sender", "updated_at").get(pk=campaign_id)
     compiled = _compiled(campaign.pk, campaign.updated_at)
     outgoing: list[OutgoingMessage] = []
     results: list[Result] = []
