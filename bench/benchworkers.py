@@ -75,6 +75,50 @@ def _vm_hwm_kib(pid: int) -> int | None:
     return None
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time the process has used so far, or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # fields[0] is field 3 of proc(5), the state
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+
+
+@dataclass
+class CpuMeter:
+    """CPU time used by a changing set of processes since ``mark``. The latest reading of
+    each process is kept, so one that has exited still counts with what it had used when
+    last sampled; one first seen after the mark counts from zero."""
+
+    seen: dict[int, float] = field(default_factory=dict)
+    base: dict[int, float] = field(default_factory=dict)
+
+    def sample(self, pids: list[int]) -> None:
+        for pid in pids:
+            used = cpu_seconds(pid)
+            if used is not None:
+                self.seen[pid] = used
+
+    def mark(self) -> None:
+        self.base = dict(self.seen)
+
+    def seconds(self) -> float:
+        return sum(used - self.base.get(pid, 0.0) for pid, used in self.seen.items())
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process and of its children that have been waited for."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 @dataclass
 class Workers:
     """One ``celery worker`` (prefork) process and its pool, started by ``start``."""
@@ -83,15 +127,26 @@ class Workers:
     log_path: Path
     hostname: str
     peak_kib: dict[int, int] = field(default_factory=dict)
+    cpu_main: CpuMeter = field(default_factory=CpuMeter)
+    cpu_pool: CpuMeter = field(default_factory=CpuMeter)
 
     def sample(self) -> None:
-        """Record the peak RSS of the worker and of each pool process now alive. VmHWM is
-        the kernel's own high-water mark, so sampling only has to catch each process once
-        before it exits (pool processes live as long as the worker here)."""
-        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+        """Record the peak RSS and the CPU time of the worker and of each pool process now
+        alive. VmHWM is the kernel's own high-water mark, so sampling only has to catch
+        each process once before it exits (pool processes live as long as the worker)."""
+        pool = _children(self.proc.pid)
+        for pid in [self.proc.pid, *pool]:
             hwm = _vm_hwm_kib(pid)
             if hwm is not None:
                 self.peak_kib[pid] = max(hwm, self.peak_kib.get(pid, 0))
+        self.cpu_main.sample([self.proc.pid])
+        self.cpu_pool.sample(pool)
+
+    def mark(self) -> None:
+        """Start counting CPU time from now (not the worker's start-up)."""
+        self.sample()
+        self.cpu_main.mark()
+        self.cpu_pool.mark()
 
     def pool_size(self) -> int:
         return len(_children(self.proc.pid))

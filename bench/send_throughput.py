@@ -422,14 +422,32 @@ def workers_start(connections_n: int, tmpdir: Path) -> benchworkers.Workers:
     return workers
 
 
-def wait_for_campaign(campaign_id: int, workers: benchworkers.Workers, deadline: float) -> None:
+def pg_backend_pids() -> list[int]:
+    """The PostgreSQL server processes serving this database, other than our own."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def wait_for_campaign(
+    campaign_id: int,
+    workers: benchworkers.Workers,
+    deadline: float,
+    pg_cpu: benchworkers.CpuMeter,
+) -> None:
     """Poll until the campaign leaves ``sending`` (sent, or auto-paused), the worker dies or
-    time is up, sampling the workers' memory on the way."""
+    time is up, sampling the workers' memory and CPU, and their database backends' CPU."""
     from campaigns.models import Campaign, Message
 
     next_progress = time.monotonic() + PROGRESS_SECONDS
     while time.monotonic() < deadline:
         workers.sample()
+        pg_cpu.sample(pg_backend_pids())
         if not workers.alive():
             raise RuntimeError(f"the Celery worker exited:\n{workers.output_tail()}")
         status = Campaign.objects.values_list("status", flat=True).get(pk=campaign_id)
@@ -645,16 +663,32 @@ def main() -> int:
 
         # --- the pipeline ----------------------------------------------------------------
         print(f"mode: {mode} ({why})")
+        sink_pids = [sink.proc.pid] if sink.proc is not None else []
+        sink_cpu, pg_cpu = benchworkers.CpuMeter(), benchworkers.CpuMeter()
         if mode == "celery":
             workers = workers_start(args.connections, tmpdir)
+            workers.mark()
+            pg_cpu.sample(pg_backend_pids())
+            pg_cpu.mark()
+        sink_cpu.sample(sink_pids)
+        sink_cpu.mark()
+        own_cpu = benchworkers.own_cpu_seconds()
+        load_before = os.getloadavg()
         t_start = time.perf_counter()
         t_start_epoch = time.time()
         services.campaign_start(campaign_id)
         start_s = time.perf_counter() - t_start
         t_send = time.perf_counter()
+        own_cpu_send = benchworkers.own_cpu_seconds()
         if workers is not None:
-            wait_for_campaign(campaign_id, workers, deadline)
+            wait_for_campaign(campaign_id, workers, deadline, pg_cpu)
             workers.sample()
+            pg_cpu.sample(pg_backend_pids())
+            cpu_parts = {
+                "celery pool": workers.cpu_pool.seconds(),
+                "celery main": workers.cpu_main.seconds(),
+                "postgresql": pg_cpu.seconds(),
+            }
             last = last_sent_at(campaign_id)
             # Up to the last message recorded sent, not to when polling noticed.
             if last is not None:
@@ -673,6 +707,11 @@ def main() -> int:
             wall_s = start_s + send_s
             rss = peak_rss_mb()
             rss_note = "this process or its largest forked sender (ru_maxrss)"
+            cpu_parts = {"senders": benchworkers.own_cpu_seconds() - own_cpu_send}
+        sink_cpu.sample(sink_pids)
+        cpu_parts["sink"] = sink_cpu.seconds()
+        start_cpu_s = own_cpu_send - own_cpu
+        load_after = os.getloadavg()
         received_by_sink = sink.received()
 
         counts = dict(
@@ -709,9 +748,18 @@ def main() -> int:
         verdict = check_signature(raw, dkim_key)
         print(f"\nsample message: {len(raw) / 1024:.1f} KiB, signature {verdict}")
         ceiling_n = min(args.recipients, CEILING_MAX)
+        sink_cpu.sample(sink_pids)
+        sink_cpu.mark()
+        own_cpu = benchworkers.own_cpu_seconds()
         ceiling_sent, ceiling_s = run_ceiling(
             sink.port, raw, ceiling_n, args.connections, deadline + 60
         )
+        sink_cpu.sample(sink_pids)
+        ceiling_cpu = {
+            "smtplib": benchworkers.own_cpu_seconds() - own_cpu,
+            "sink": sink_cpu.seconds(),
+        }
+        load_ceiling = os.getloadavg()
         ceiling = ceiling_sent / ceiling_s if ceiling_s else 0.0
         print(
             f"\nceiling: plain smtplib, one pre-built {len(raw) / 1024:.1f} KiB message "
@@ -740,6 +788,30 @@ def main() -> int:
             "rest is claiming, recording, task hand-over and per-batch reconnects)"
         )
         print(f"  total     {us(per_message)}  per message per connection")
+        per_sent = 1e6 / max(sent, 1)
+        per_ceiling = 1e6 / max(ceiling_sent, 1)
+        cpu_us = {name: round(seconds * per_sent) for name, seconds in cpu_parts.items()}
+        ceiling_us = {name: round(seconds * per_ceiling) for name, seconds in ceiling_cpu.items()}
+        print(
+            "\nCPU per message (µs of CPU time, summed over processes; steadier than msg/s on "
+            "a shared machine):"
+        )
+        print(
+            "  pipeline  "
+            + ", ".join(f"{name} {us}" for name, us in cpu_us.items())
+            + f"; total {sum(cpu_us.values())}"
+            + f" (plus campaign_start {start_cpu_s * per_sent:.0f} in this process)"
+        )
+        print(
+            "  ceiling   "
+            + ", ".join(f"{name} {us}" for name, us in ceiling_us.items())
+            + f"; total {sum(ceiling_us.values())}"
+        )
+        loads = [load_before, load_after, load_ceiling]
+        print(
+            "load average (1/5/15 min) before sending, after it, after the ceiling: "
+            + "; ".join(" ".join(f"{x:.2f}" for x in load) for load in loads)
+        )
         print(f"peak RSS: {rss} MB ({rss_note})")
 
         result = {
@@ -753,6 +825,9 @@ def main() -> int:
             "recipients": args.recipients,
             "connections": args.connections,
             "mode": mode,
+            "cpu_us_per_msg": sum(cpu_us.values()),
+            "ceiling_cpu_us_per_msg": sum(ceiling_us.values()),
+            "load_1m": round(load_before[0], 2),
             "sink": sink.kind,
         }
         if time.monotonic() > deadline:
