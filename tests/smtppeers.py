@@ -160,6 +160,7 @@ class ScriptedSMTPServer:
         self.accepted: list[Accepted] = []
         self.sessions = 0
         self.pipelined = 0  # commands that arrived together with the next one
+        self.after_data = 0  # messages whose final dot arrived with the next commands
         self.commands: list[str] = []
         self.port = 0
         self._lock = threading.Lock()
@@ -288,6 +289,8 @@ class ScriptedSMTPServer:
                     data = await self._read_data(reader, peer.drop_data_after)
                     if data is None:
                         return  # dropped mid-DATA
+                    if reader._buffer:  # the next MAIL came with the end of this message
+                        self.after_data += 1
                     if peer.data_delay:
                         await asyncio.sleep(peer.data_delay)
                     reply = peer.data_end(session, data)

@@ -239,6 +239,9 @@ class SMTPBackend(BaseBackend):
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryError(f"{self.alias}: cannot open SMTP session: {exc}") from exc
         conn.mc_sent = 0  # type: ignore[attr-defined]  # messages sent on this connection
+        # The ref of the message whose MAIL, RCPT and DATA went out ahead (see
+        # _attempt_pipelined) and whose replies are still to be read; None when none is.
+        conn.mc_envelope_ahead = None  # type: ignore[attr-defined]
         return conn
 
     def open(self) -> None:
@@ -253,7 +256,9 @@ class SMTPBackend(BaseBackend):
         conn, self.connection = self.connection, None
         if conn is None:
             return
-        if self.pool and conn.sock is not None:
+        if getattr(conn, "mc_envelope_ahead", None) is not None:
+            _quit(conn)  # replies are still due on it: not reusable (send_batch never does this)
+        elif self.pool and conn.sock is not None:
             POOL.put(self.pool_key(), conn)
         else:
             _quit(conn)
@@ -283,7 +288,8 @@ class SMTPBackend(BaseBackend):
                     # The server is gone: everything not yet attempted waits for a retry.
                     results.extend(_defer_all(messages[index:], None, str(exc)))
                     return results
-            result, outcome = self._attempt(message)
+            following = messages[index + 1] if index + 1 < len(messages) else None
+            result, outcome = self._attempt(message, following)
             if outcome is Outcome.TOO_MANY:
                 result, outcome = self._retry_on_fresh_connection(message, result, outcome)
             results.append(result)
@@ -316,8 +322,14 @@ class SMTPBackend(BaseBackend):
             return result, Outcome.LOST
         return self._attempt(message)
 
-    def _attempt(self, message: OutgoingMessage) -> tuple[Result, Outcome]:
-        """One transaction: MAIL, RCPT, DATA. The connection stays usable unless LOST/CLOSING."""
+    def _attempt(
+        self, message: OutgoingMessage, following: OutgoingMessage | None = None
+    ) -> tuple[Result, Outcome]:
+        """One transaction: MAIL, RCPT, DATA. The connection stays usable unless LOST/CLOSING.
+
+        With pipelining, ``following`` (the next message of the batch) may have its MAIL,
+        RCPT and DATA sent behind this message's content; its attempt then reads them.
+        """
         conn = self.connection
         assert conn is not None  # noqa: S101 - opened by send_batch
         ref = message.ref
@@ -336,7 +348,7 @@ class SMTPBackend(BaseBackend):
                     ), Outcome.OK
                 options.append("SMTPUTF8")
             if self.pipelining and conn.has_extn("pipelining"):
-                return self._attempt_pipelined(conn, message, options)
+                return self._attempt_pipelined(conn, message, options, following)
             for step in ("mail", "rcpt", "data"):
                 if step == "mail":
                     code, reply = conn.mail(message.return_path, options)
@@ -360,19 +372,28 @@ class SMTPBackend(BaseBackend):
         return Accepted(ref=ref, code=code, reply=_text(reply)), Outcome.OK
 
     def _attempt_pipelined(
-        self, conn: smtplib.SMTP, message: OutgoingMessage, options: list[str]
+        self,
+        conn: smtplib.SMTP,
+        message: OutgoingMessage,
+        options: list[str],
+        following: OutgoingMessage | None = None,
     ) -> tuple[Result, Outcome]:
         """MAIL, RCPT and DATA in one write, then their three replies (RFC 2920): one round
         trip instead of three before the message itself. smtplib has no pipelining, so the
-        commands are written with its low-level send/getreply."""
+        commands are written with its low-level send/getreply.
+
+        The next message's MAIL, RCPT and DATA go out in the same write as this message's
+        content (RFC 2920 3.1: the content may start a group), so that each message costs
+        one round trip rather than two; the next attempt then only reads their replies.
+        Only its envelope is sent ahead, never its content, so nothing can be delivered
+        twice: a connection lost or closed meanwhile leaves the next message unattempted.
+        """
         ref = message.ref
-        conn.command_encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
-        optionlist = "".join(f" {option}" for option in options)
-        conn.send(
-            f"MAIL FROM:{smtplib.quoteaddr(message.return_path)}{optionlist}\r\n"
-            f"RCPT TO:{smtplib.quoteaddr(message.recipient)}\r\n"
-            "DATA\r\n"
-        )
+        if getattr(conn, "mc_envelope_ahead", None) == ref:
+            conn.mc_envelope_ahead = None  # type: ignore[attr-defined]
+        else:
+            conn.command_encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+            conn.send(_envelope(message, options))
         replies: list[tuple[int, bytes]] = []
         for step in ("mail", "rcpt", "data"):
             code, reply = conn.getreply()
@@ -392,27 +413,53 @@ class SMTPBackend(BaseBackend):
             return self._refused(ref, rcpt_code, rcpt_reply, "rcpt")
         if data_code != 354:
             return self._refused(ref, data_code, data_reply, "data")
-        conn.send(_dot_stuffed(message.raw))
+        payload = _dot_stuffed(message.raw)
+        ahead = _envelope_ahead(conn, following)
+        conn.send(payload + ahead if ahead else payload)
+        if ahead:
+            conn.mc_envelope_ahead = following.ref  # type: ignore[union-attr,attr-defined]
         code, reply = conn.getreply()
         if code != 250:
-            return self._refused(ref, code, reply, "data")
+            # No RSET when the next envelope is on its way: the server would take it for
+            # that message's content. Nothing needs resetting after a final-dot reply anyway.
+            return self._refused(ref, code, reply, "data", reset=not ahead)
         conn.mc_sent = getattr(conn, "mc_sent", 0) + 1  # type: ignore[attr-defined]
         return Accepted(ref=ref, code=code, reply=_text(reply)), Outcome.OK
 
     def _refused(
-        self, ref: str, code: int, reply: bytes | str, step: str
+        self, ref: str, code: int, reply: bytes | str, step: str, reset: bool = True
     ) -> tuple[Result, Outcome]:
         result = classify(ref, code, reply)
         if code == 421 or code == -1:
             return result, Outcome.CLOSING
         # Abandon the transaction so the connection can carry the next message.
         try:
-            self.connection.rset()  # type: ignore[union-attr]
+            if reset:
+                self.connection.rset()  # type: ignore[union-attr]
         except (OSError, smtplib.SMTPException):
             self._drop()
         if code == 452 and step == "rcpt":
             return result, Outcome.TOO_MANY
         return result, Outcome.OK
+
+
+def _envelope(message: OutgoingMessage, options: list[str]) -> str:
+    optionlist = "".join(f" {option}" for option in options)
+    return (
+        f"MAIL FROM:{smtplib.quoteaddr(message.return_path)}{optionlist}\r\n"
+        f"RCPT TO:{smtplib.quoteaddr(message.recipient)}\r\n"
+        "DATA\r\n"
+    )
+
+
+def _envelope_ahead(conn: smtplib.SMTP, message: OutgoingMessage | None) -> bytes:
+    """The next message's MAIL, RCPT and DATA to send behind this one's content, or b""
+    when it has none or needs what _attempt decides first (SMTPUTF8 for a non-ASCII
+    address)."""
+    if message is None or not (message.return_path + message.recipient).isascii():
+        return b""
+    options = [f"size={len(message.raw)}"] if conn.does_esmtp and conn.has_extn("size") else []
+    return _envelope(message, options).encode("ascii")
 
 
 def _dot_stuffed(raw: bytes) -> bytes:

@@ -274,6 +274,49 @@ def test_pipelining_is_used_when_offered_and_can_be_turned_off(_pipelining):
     assert used == (6 if _pipelining else 0)
 
 
+def test_pipelining_sends_the_next_envelope_with_the_message_content(_pipelining):
+    with ScriptedSMTPServer() as server:
+        results = _send(server, _batch(4))
+    assert _kinds(results) == ["Accepted"] * 4
+    # one round trip per message: messages 2-4 had their MAIL, RCPT and DATA sent ahead
+    assert server.after_data == (3 if _pipelining else 0)
+    assert server.per_recipient() == {f"user{i}@example.org": 1 for i in range(1, 5)}
+
+
+class RefuseContentPeer(Peer):
+    """Refuses the content of the messages from the given return paths."""
+
+    def __init__(self, refused: set[str], reply: str) -> None:
+        self.refused = refused
+        self.reply = reply
+
+    def data_end(self, session, data: bytes) -> str:
+        if session.mail_from in self.refused:
+            return self.reply
+        return "250 2.0.0 Queued"
+
+
+def test_refused_content_with_the_next_envelope_on_its_way(_pipelining):
+    peer = RefuseContentPeer({"bounces+1@example.com"}, "554 5.7.1 Message content rejected")
+    with ScriptedSMTPServer(peer) as server:
+        results = _send(server, _batch(3))
+        assert "RSET" not in server.commands or not _pipelining
+    assert _kinds(results) == ["Rejected", "Accepted", "Accepted"]
+    assert results[0].enhanced_status == "5.7.1"
+    assert server.per_recipient() == {"user2@example.org": 1, "user3@example.org": 1}
+    assert [a.data for a in server.accepted] == [m.raw for m in _batch(3)[1:]]
+
+
+def test_421_after_the_content_leaves_the_envelope_sent_ahead_unattempted(_pipelining):
+    peer = RefuseContentPeer({"bounces+2@example.com"}, "421 4.3.2 Shutting down")
+    with ScriptedSMTPServer(peer) as server:
+        results = _send(server, _batch(4))
+    assert _kinds(results) == ["Accepted", "Deferred", "Deferred", "Deferred"]
+    assert results[1].code == 421
+    assert "not attempted" in results[2].reply
+    assert server.per_recipient() == {"user1@example.org": 1}
+
+
 def test_leading_dots_are_doubled_and_restored(_pipelining):
     message = _msg("1", "a@example.org")
     dotted = message.raw.replace(b"body line\r\n", b".hidden\r\n..two\r\n", 1)
