@@ -110,6 +110,14 @@ class Message(models.Model):
             models.Index(fields=["campaign", "status"]),
             models.Index(fields=["claim_token"]),
             models.Index(fields=["campaign", "claimed_at"]),
+            # What messages_claim asks for: a campaign's due messages in id order. Without
+            # it PostgreSQL walks the primary key past every message already sent, ~30 ms a
+            # claim halfway through a 100,000-recipient campaign (quadratic over the send).
+            models.Index(
+                fields=["campaign", "id"],
+                condition=models.Q(status__in=["queued", "deferred"]),
+                name="message_due_idx",
+            ),
         ]
 
     def __str__(self) -> str:
