@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, Value
+from django.db.models import NOT_PROVIDED, F, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -105,18 +105,7 @@ def campaign_start(campaign_id: int) -> Campaign:
         CampaignLink.objects.bulk_create(
             CampaignLink(campaign=campaign, index=i, url=url) for i, url in enumerate(links)
         )
-        total = 0
-        batch: list[Message] = []
-        audience = campaign_audience(campaign).order_by("id").values_list("id", "email")
-        for contact_id, email in audience.iterator(chunk_size=5000):
-            batch.append(Message(campaign_id=campaign.pk, contact_id=contact_id, email=email))
-            if len(batch) >= 5000:
-                Message.objects.bulk_create(batch)
-                total += len(batch)
-                batch = []
-        if batch:
-            Message.objects.bulk_create(batch)
-            total += len(batch)
+        total = _messages_freeze(campaign.pk, campaign_audience(campaign))
         if not total:
             raise CampaignError(
                 _("This campaign has no recipients: its lists have no active subscribers.")
@@ -135,6 +124,47 @@ def campaign_start(campaign_id: int) -> Campaign:
         )
         _enqueue_batches(campaign.pk, settings.MAILCENTER_SEND_CONCURRENCY)
     return campaign
+
+
+def _messages_freeze(campaign_id: int, audience: QuerySet[Contact]) -> int:
+    """Insert one queued Message per audience contact, in contact id order, with a single
+    INSERT ... SELECT; return how many.
+
+    The rows never pass through Python: bulk_create cost ~60 µs a recipient, 6 s for
+    100,000 with the campaign row locked. Every other column gets its field's default
+    (or the database's, for a db_default), so a field added later needs no change here.
+    """
+    source, source_params = audience.order_by().values_list("id", "email").query.sql_with_params()
+    columns: list[str] = []
+    values: list[str] = []
+    params: list[Any] = []
+    for field in Message._meta.concrete_fields:
+        if field.primary_key or field.db_default is not NOT_PROVIDED:
+            continue
+        if field.name == "contact":
+            expr = "a.id"
+        elif field.name == "email":
+            expr = "a.email"
+        else:
+            if field.name == "campaign":
+                value: Any = campaign_id
+            elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+                value = timezone.now()
+            elif field.null and not field.has_default():
+                continue  # NULL
+            else:
+                value = field.get_default()
+            expr = f"CAST(%s AS {field.db_type(connection)})"
+            params.append(field.get_db_prep_save(value, connection))
+        columns.append(connection.ops.quote_name(field.column))
+        values.append(expr)
+    sql = (
+        f"INSERT INTO {connection.ops.quote_name(Message._meta.db_table)} "  # noqa: S608
+        f"({', '.join(columns)}) SELECT {', '.join(values)} FROM ({source}) AS a ORDER BY a.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *source_params])
+        return cursor.rowcount
 
 
 def campaign_pause(campaign_id: int, reason: str = "") -> bool:

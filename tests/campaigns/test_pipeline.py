@@ -51,6 +51,21 @@ def test_start_freezes_audience_and_excludes_suppressed(django_capture_on_commit
     assert Message.objects.filter(campaign=campaign).count() == 3
 
 
+def test_start_freezes_each_recipient_with_the_field_defaults(django_capture_on_commit_callbacks):
+    campaign = _campaign_with(4)
+    contact_ids = sorted(campaign.lists.get().subscriptions.values_list("contact_id", flat=True))
+    _start(campaign, django_capture_on_commit_callbacks)
+    rows = list(Message.objects.filter(campaign=campaign).order_by("id").values())
+    # one INSERT ... SELECT: in contact id order, every other column at its default
+    assert [row["contact_id"] for row in rows] == contact_ids
+    for row in rows:
+        assert row["email"] == Contact.objects.get(pk=row["contact_id"]).email
+        assert row["status"] == Message.Status.QUEUED
+        assert (row["attempts"], row["claim_token"], row["last_reply"]) == (0, "", "")
+        assert row["attempt_log"] == []
+        assert row["claimed_at"] is row["sent_at"] is row["smtp_code"] is None
+
+
 def test_start_refuses_an_empty_audience(django_capture_on_commit_callbacks):
     campaign = CampaignFactory(lists=[MailingListFactory()])
     with pytest.raises(services.CampaignError, match="no recipients"):
