@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 PR_SET_PDEATHSIG = 1
@@ -222,7 +223,7 @@ def start(root: Path, env: dict[str, str], concurrency: int, log_path: Path, nam
     return Workers(proc, log_path, hostname)
 
 
-def wait_ready(workers: Workers, app, concurrency: int, timeout: float = 90) -> float:
+def wait_ready(workers: Workers, app: Any, concurrency: int, timeout: float = 90) -> float:
     """Wait until the worker answers a ping and its whole pool is forked; return seconds."""
     started = time.monotonic()
     deadline = started + timeout
