@@ -51,6 +51,9 @@ class ReportIndexView(ListView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
+        campaigns = list(context["campaigns"])
+        services.message_stats_refresh(campaigns)
+        context["campaigns"] = selectors.campaigns_overview_counts(campaigns)
         trends = selectors.dashboard_trends()
         trends["names"] = {
             "open_rate": _("Open rate"),
@@ -74,6 +77,7 @@ class CampaignReportView(TemplateView):
         campaign = _campaign(kwargs["pk"])
         if selectors.domain_stats_stale(campaign, now=timezone.now(), max_age=DOMAIN_RECOUNT):
             services.domain_stats_refresh(campaign)
+        services.message_stats_refresh([campaign])
         stats = selectors.campaign_stats(campaign)
         funnel = selectors.campaign_funnel(stats)
         clients = selectors.campaign_clients(campaign)
@@ -129,36 +133,44 @@ class CampaignReportView(TemplateView):
         return context
 
 
-class CampaignRecipientsView(ListView):
+def _message_id(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+class CampaignRecipientsView(TemplateView):
+    """The recipients who did one thing, newest first, in keyset pages (see
+    selectors.campaign_recipients_page): fast on the last page of a million."""
+
     template_name = "tracking/report_recipients.html"
-    paginate_by = 50
-    context_object_name = "rows"
-
-    def get_queryset(self):
-        self.campaign = _campaign(self.kwargs["pk"])
-        self.what = self.request.GET.get("what", "")
-        if self.what not in selectors.RECIPIENT_FILTERS:
-            self.what = ""
-        return selectors.campaign_recipients(self.campaign, self.what)
-
-    def paginate_queryset(self, queryset, page_size):
-        # A page out of range or not a number shows the nearest page, not a 404.
-        from django.core.paginator import Paginator
-
-        paginator = Paginator(queryset, page_size)
-        page = paginator.get_page(self.request.GET.get("page"))
-        return paginator, page, page.object_list, page.has_other_pages()
+    page_size = 50
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context.update(campaign=self.campaign, what=self.what, tabs=RECIPIENT_TABS)
-        rows = context["rows"] = list(context["rows"])
-        bounces = selectors.message_bounces(a.message_id for a in rows if a.bounced_at)
-        for activity in rows:
+        campaign = _campaign(self.kwargs["pk"])
+        what = self.request.GET.get("what", "")
+        if what not in selectors.RECIPIENT_FILTERS:
+            what = ""
+        page = selectors.campaign_recipients_page(
+            campaign,
+            what,
+            before=_message_id(self.request.GET.get("before")),
+            after=_message_id(self.request.GET.get("after")),
+            size=self.page_size,
+        )
+        bounces = selectors.message_bounces(a.message_id for a in page.rows if a.bounced_at)
+        for activity in page.rows:
             activity.bounce = bounces.get(activity.message_id)
-        if self.what in selectors.RECIPIENT_SEGMENT_CONDITIONS:
+        context.update(
+            campaign=campaign,
+            what=what,
+            tabs=RECIPIENT_TABS,
+            rows=page.rows,
+            page=page,
+            total=selectors.campaign_recipients_count(campaign, what),
+        )
+        if what in selectors.RECIPIENT_SEGMENT_CONDITIONS:
             context["segment_form"] = RecipientsSegmentForm(
-                initial=_segment_initial(self.campaign, self.what)
+                initial=_segment_initial(campaign, what)
             )
         return context
 

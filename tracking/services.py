@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -356,6 +357,35 @@ def domain_stats_refresh(campaign: Campaign) -> None:
                 DomainStat.objects.filter(campaign=campaign, domain=row["domain"]).update(
                     recipients=row["n"], counted_at=now
                 )
+
+
+def message_stats_refresh(campaigns: Iterable[Campaign], *, now: datetime | None = None) -> None:
+    """Count the messages (recipients, sent, failed) of those campaigns whose stored counts
+    are stale (selectors.message_stats_stale) again, in one grouped query, and store them.
+
+    Two viewers recounting at once both write what they counted: the later write wins."""
+    from tracking import selectors
+    from tracking.models import CampaignMessageStat
+
+    now = now or timezone.now()
+    campaigns = {c.pk: c for c in campaigns}
+    stored = {s.campaign_id: s for s in CampaignMessageStat.objects.filter(pk__in=list(campaigns))}
+    stale = [
+        pk
+        for pk, campaign in campaigns.items()
+        if selectors.message_stats_stale(campaign, stored.get(pk), now=now)
+    ]
+    if not stale:
+        return
+    CampaignMessageStat.objects.bulk_create(
+        [
+            CampaignMessageStat(campaign_id=pk, counted_at=now, **counts)
+            for pk, counts in selectors.campaign_message_counts(stale).items()
+        ],
+        update_conflicts=True,
+        unique_fields=["campaign"],
+        update_fields=["recipients", "sent", "failed", "counted_at"],
+    )
 
 
 def report_aggregates_rebuild(campaign_id: int, *, chunk: int = 5000) -> int:

@@ -20,6 +20,7 @@ from campaigns.api.serializers import (
 from campaigns.models import Campaign
 from campaigns.services import CampaignError, campaign_delete, campaign_start
 from tracking.selectors import campaign_link_stats, campaign_stats
+from tracking.services import message_stats_refresh
 
 _BAD_REQUEST = OpenApiResponse(CampaignErrorSerializer, description="Refused; see detail.")
 
@@ -123,6 +124,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["get"])
     def stats(self, request, pk=None):
         campaign = self.get_object()
+        message_stats_refresh([campaign])
         numbers = campaign_stats(campaign)
         data: dict[str, Any] = {key: numbers[key] for key in STATS_KEYS}
         data["links"] = campaign_link_stats(campaign)
