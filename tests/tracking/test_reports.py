@@ -274,3 +274,33 @@ def test_rebuilding_the_counters_from_the_events_gives_the_same_report(client, c
     assert f"campaign {campaign.pk}: {Event.objects.count()} events" in out.getvalue()
     after = (campaign_stats(campaign), campaign_link_stats(campaign), campaign_clients(campaign))
     assert after == before
+
+
+def test_recipients_csv_has_each_bounce_code_and_diagnostic_made_inert(
+    auth_client, client, campaign, monkeypatch
+):
+    from tracking import report_views
+
+    monkeypatch.setattr(report_views, "_CSV_CHUNK", 1)  # bounces looked up chunk by chunk
+    m = _traffic(client, campaign)
+    hard = Event.objects.get(kind="bounce", message=m["p3@gmail.test"])
+    soft = Event.objects.get(kind="bounce", message=m["p4@gmail.test"])
+    Event.objects.filter(pk=soft.pk).update(diagnostic='=HYPERLINK("http://evil.example")')
+    response = auth_client.get(f"/reports/{campaign.pk}/recipients.csv?what=bounced")
+    body = b"".join(response.streaming_content).decode("utf-8-sig")
+    rows = {r["email"]: r for r in csv.DictReader(io.StringIO(body))}
+    assert set(rows) == {"p3@gmail.test", "p4@gmail.test"}
+    p3 = rows["p3@gmail.test"]
+    assert (p3["bounce"], p3["bounce_status"], p3["bounce_smtp_code"]) == (
+        "hard",
+        hard.status_code,
+        str(hard.smtp_code or ""),
+    )
+    assert p3["bounce_status"].startswith("5.") and p3["bounce_diagnostic"] == hard.diagnostic
+    assert rows["p4@gmail.test"]["bounce_diagnostic"] == '\'=HYPERLINK("http://evil.example")'
+    # recipients who did not bounce have the columns empty
+    body = b"".join(
+        auth_client.get(f"/reports/{campaign.pk}/recipients.csv?what=opened").streaming_content
+    ).decode("utf-8-sig")
+    for r in csv.DictReader(io.StringIO(body)):
+        assert r["bounce_status"] == r["bounce_smtp_code"] == r["bounce_diagnostic"] == ""
