@@ -27,6 +27,7 @@ RECIPIENT_TABS = [
     ("bounced", gettext_lazy("Bounced")),
     ("complained", gettext_lazy("Complained")),
     ("machine", gettext_lazy("Machine only")),
+    ("not_opened", gettext_lazy("Not opened")),
 ]
 # Recipients per domain are counted again at most this often while a campaign sends.
 DOMAIN_RECOUNT = timedelta(minutes=5)
@@ -148,7 +149,7 @@ class CampaignRecipientsView(TemplateView):
         context = super().get_context_data(**kwargs)
         campaign = _campaign(self.kwargs["pk"])
         what = self.request.GET.get("what", "")
-        if what not in selectors.RECIPIENT_FILTERS:
+        if what not in selectors.RECIPIENT_LISTS:
             what = ""
         page = selectors.campaign_recipients_page(
             campaign,
@@ -262,9 +263,8 @@ def campaign_recipients_csv(request, pk: int):
     """The recipients list as CSV, streamed, opened safely by spreadsheets."""
     campaign = _campaign(pk)
     what = request.GET.get("what", "")
-    if what not in selectors.RECIPIENT_FILTERS:
+    if what not in selectors.RECIPIENT_LISTS:
         what = ""
-    rows = selectors.campaign_recipients(campaign, what)
     writer = csv.writer(_Echo())
     header = [
         "email",
@@ -308,7 +308,7 @@ def campaign_recipients_csv(request, pk: int):
     def lines():
         yield "\ufeff" + writer.writerow(header)  # BOM: Excel reads UTF-8
         chunk: list = []
-        for a in rows.iterator(chunk_size=_CSV_CHUNK):
+        for a in selectors.campaign_recipients_rows(campaign, what, chunk_size=_CSV_CHUNK):
             chunk.append(a)
             if len(chunk) == _CSV_CHUNK:
                 yield from chunk_lines(chunk)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -55,28 +55,46 @@ RECIPIENT_FILTERS = {
 }
 
 
-# The segment condition (contacts.segments) that picks the same people as each filter ("":
-# the unfiltered list, anyone with any event), so a list can be saved as a live segment.
-# A filter missing here has no "Save as segment"; tests check that none is missing.
-RECIPIENT_SEGMENT_CONDITIONS: dict[str, dict[str, Any]] = {
-    "": {"field": "activity"},
-    "opened": {"field": "opened"},
-    "clicked": {"field": "clicked"},
-    "unsubscribed": {"field": "unsubscribed"},
-    "bounced": {"field": "bounced"},
-    "complained": {"field": "complained"},
-    "machine": {"field": "machine_only"},
+# Delivered messages (sent, never bounced) that no person opened or clicked: the people to
+# send again to. Most of them have no activity row, so this list reads the messages
+# (campaign_not_opened), not MessageActivity.
+NOT_OPENED = "not_opened"
+# Every list the report offers ("" is anyone with any event).
+RECIPIENT_LISTS = ("", *RECIPIENT_FILTERS, NOT_OPENED)
+
+
+# The segment conditions (contacts.segments, ANDed, each with the campaign as its value and
+# "campaign" as its operator unless it says otherwise) that pick the same people as each
+# list, so a list can be saved as a live segment. A list missing here has no "Save as
+# segment"; tests check that none is missing.
+RECIPIENT_SEGMENT_CONDITIONS: dict[str, list[dict[str, Any]]] = {
+    "": [{"field": "activity"}],
+    "opened": [{"field": "opened"}],
+    "clicked": [{"field": "clicked"}],
+    "unsubscribed": [{"field": "unsubscribed"}],
+    "bounced": [{"field": "bounced"}],
+    "complained": [{"field": "complained"}],
+    "machine": [{"field": "machine_only"}],
+    NOT_OPENED: [
+        {"field": "sent"},
+        {"field": "opened", "op": "not_campaign"},
+        {"field": "clicked", "op": "not_campaign"},
+        {"field": "bounced", "op": "not_campaign"},
+    ],
 }
 
 
 def campaign_recipients_rules(campaign: Campaign, what: str) -> dict[str, Any] | None:
-    """Segment rules matching the contacts of ``campaign_recipients(campaign, what)``, or
-    None when that list cannot be expressed as a segment. The rules name the campaign, so
-    the segment follows later opens, clicks and bounces."""
-    condition = RECIPIENT_SEGMENT_CONDITIONS.get(what)
-    if condition is None:
+    """Segment rules matching the contacts of the report's list ``what``, or None when
+    that list cannot be expressed as a segment. The rules name the campaign, so the
+    segment follows later opens, clicks and bounces."""
+    conditions = RECIPIENT_SEGMENT_CONDITIONS.get(what)
+    if conditions is None:
         return None
-    return {"op": "and", "rules": [{**condition, "op": "campaign", "value": campaign.pk}]}
+    return {
+        "op": "and",
+        "rules": [{"op": "campaign", **c, "value": campaign.pk} for c in conditions],
+    }
 
 
 def _hourly_totals(campaign_id: int) -> dict[str, int]:
@@ -306,24 +324,39 @@ def campaign_recipients_page(
     after: int | None = None,
     size: int = 50,
 ) -> RecipientsPage:
-    """The page of ``campaign_recipients(campaign, what)`` just older than message
-    ``before``, or just newer than message ``after``, or the newest page.
+    """The page of the report's list ``what`` just older than message ``before``, or just
+    newer than message ``after``, or the newest page.
 
     Keyset pages: each is one range of the (campaign, message) indexes, so the thousandth
     page of a million costs what the first does, and no page counts the whole list (an
     offset page did both: a COUNT(*) and a scan of every row before it). A cursor past
     either end gives the newest page."""
+    if what == NOT_OPENED:
+        # Loaded in a second query by id, as below; a message without one gets a blank.
+        messages = campaign_not_opened(campaign).prefetch_related("activity")
+        rows, newer, older = _keyset(messages, "id", before, after, size)
+        return RecipientsPage(rows=[_activity_of(m) for m in rows], newer=newer, older=older)
     # The page's messages in a second query by id: joined, PostgreSQL merges the page with
     # the message table walked from its first row, which deep in a big campaign is most
     # of the table.
-    rows_qs = campaign_recipients(campaign, what).select_related(None).prefetch_related("message")
-    rows: list[MessageActivity] = []
+    activities = campaign_recipients(campaign, what).select_related(None)
+    rows, newer, older = _keyset(
+        activities.prefetch_related("message"), "message_id", before, after, size
+    )
+    return RecipientsPage(rows=rows, newer=newer, older=older)
+
+
+def _keyset(
+    rows_qs: QuerySet, key: str, before: int | None, after: int | None, size: int
+) -> tuple[list, int | None, int | None]:
+    """(rows, newer cursor, older cursor) of one page of ``rows_qs`` (ordered by -key)."""
+    rows: list = []
     if after is not None:
-        rows = list(rows_qs.filter(message_id__gt=after).order_by("message_id")[: size + 1])
+        rows = list(rows_qs.filter(**{f"{key}__gt": after}).order_by(key)[: size + 1])
         more_newer = len(rows) > size
         rows = rows[:size][::-1]
     elif before is not None:
-        rows = list(rows_qs.filter(message_id__lt=before)[: size + 1])
+        rows = list(rows_qs.filter(**{f"{key}__lt": before})[: size + 1])
         more_older = len(rows) > size
         rows = rows[:size]
     if not rows:
@@ -332,17 +365,51 @@ def campaign_recipients_page(
         more_older = len(rows) > size
         rows = rows[:size]
     if not rows:
-        return RecipientsPage(rows=[], newer=None, older=None)
-    first, last = rows[0].message_id, rows[-1].message_id
+        return [], None, None
+    first, last = getattr(rows[0], key), getattr(rows[-1], key)
     if after is not None:
         newer = first if more_newer else None
-        older = last if rows_qs.filter(message_id__lt=last).exists() else None
+        older = last if rows_qs.filter(**{f"{key}__lt": last}).exists() else None
     else:
         older = last if more_older else None
         newer = (
-            first if before is not None and rows_qs.filter(message_id__gt=first).exists() else None
+            first
+            if before is not None and rows_qs.filter(**{f"{key}__gt": first}).exists()
+            else None
         )
-    return RecipientsPage(rows=rows, newer=newer, older=older)
+    return rows, newer, older
+
+
+def campaign_not_opened(campaign: Campaign) -> QuerySet[Message]:
+    """The campaign's delivered messages (sent, never bounced) that no person opened or
+    clicked, newest first: RECIPIENT_SEGMENT_CONDITIONS[NOT_OPENED] as messages. A click
+    counts as reading, since it is one whose images were blocked."""
+    read_or_bounced = MessageActivity.objects.filter(message_id=OuterRef("pk")).filter(
+        Q(opened_at__isnull=False) | Q(clicked_at__isnull=False) | Q(bounced_at__isnull=False)
+    )
+    return (
+        Message.objects.filter(campaign=campaign, status=Message.Status.SENT)
+        .filter(~Exists(read_or_bounced))
+        .order_by("-id")
+    )
+
+
+def _activity_of(message: Message) -> MessageActivity:
+    """The message's activity row (prefetched), or a blank one: a list row either way."""
+    try:
+        activity = message.activity
+    except MessageActivity.DoesNotExist:
+        activity = MessageActivity(message_id=message.pk, campaign_id=message.campaign_id)
+    activity.message = message
+    return activity
+
+
+def campaign_recipients_rows(campaign: Campaign, what: str, *, chunk_size: int = 2000):
+    """Every row of the report's list ``what``, newest first, streamed (for the export)."""
+    if what == NOT_OPENED:
+        messages = campaign_not_opened(campaign).prefetch_related("activity")
+        return (_activity_of(m) for m in messages.iterator(chunk_size=chunk_size))
+    return campaign_recipients(campaign, what).iterator(chunk_size=chunk_size)
 
 
 def campaign_recipients_count(campaign: Campaign, what: str) -> int | None:

@@ -12,6 +12,7 @@ import time_machine
 from django.utils import timezone
 
 from campaigns.models import Campaign, Message
+from contacts.models import Segment
 from tests.factories import CampaignFactory, ContactFactory, MailingListFactory
 from tracking import selectors, services
 from tracking.models import CampaignMessageStat, MessageActivity
@@ -71,12 +72,15 @@ def _walk(campaign, what, size):
     return [a.message_id for p in pages for a in p.rows]
 
 
-@pytest.mark.parametrize("what", ["", "opened", "bounced", "machine"])
+@pytest.mark.parametrize("what", ["", "opened", "bounced", "machine", "not_opened"])
 def test_keyset_pages_list_everyone_once_newest_first(what):
     campaign = _campaign(23)
-    expected = list(
-        selectors.campaign_recipients(campaign, what).values_list("message_id", flat=True)
-    )
+    if what == selectors.NOT_OPENED:
+        expected = list(selectors.campaign_not_opened(campaign).values_list("id", flat=True))
+    else:
+        expected = list(
+            selectors.campaign_recipients(campaign, what).values_list("message_id", flat=True)
+        )
     assert expected  # each of these lists has people in it
     for size in (1, 4, 50):
         assert _walk(campaign, what, size) == expected
@@ -185,3 +189,39 @@ def test_dashboard_counts_only_the_campaigns_on_its_page(
         html = auth_client.get("/reports/").content.decode()
     sent = [int(n) for n in re.findall(r'<td class="num">(\d+)</td><td class="num">', html)]
     assert sorted(sent) == [2, 3, 4]
+
+
+def test_not_opened_lists_delivered_messages_nobody_read_with_or_without_activity(auth_client):
+    campaign = _campaign(8)  # activity for r0..r6: opened when even, bounced r0 and r5
+    clicked = MessageActivity.objects.get(message__email="r3@example.test")
+    clicked.clicked_at = NOW  # clicked with images off: read all the same
+    clicked.save()
+    Message.objects.filter(email="r1@example.test").update(status=Message.Status.FAILED)
+    base = f"/reports/{campaign.pk}/recipients/"
+    html = auth_client.get(base + "?what=not_opened").content.decode()
+    shown = re.findall(r">(r\d+@example.test)<", html)
+    assert shown == ["r7@example.test"]  # r7: no activity row at all
+    assert 'id="recipients-total"' not in html  # no counter says how many: none shown
+    assert 'id="save-segment"' in html
+    body = b"".join(
+        auth_client.get(f"/reports/{campaign.pk}/recipients.csv?what=not_opened").streaming_content
+    ).decode("utf-8-sig")
+    lines = body.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("r7@example.test,,0,,0,")
+
+
+def test_not_opened_saved_as_a_segment_opens_in_the_builder(auth_client):
+    campaign = _campaign(8)
+    response = auth_client.post(
+        f"/reports/{campaign.pk}/recipients/segment/", {"what": "not_opened", "name": "Unread"}
+    )
+    assert response.status_code == 302
+    segment = Segment.objects.get(name="Unread")
+    assert [(r["field"], r["op"]) for r in segment.rules["rules"]] == [
+        ("sent", "campaign"),
+        ("opened", "not_campaign"),
+        ("clicked", "not_campaign"),
+        ("bounced", "not_campaign"),
+    ]
+    assert auth_client.get(response["Location"]).status_code == 200
+    # that it holds the list's people, from real traffic: test_report_segments

@@ -53,6 +53,8 @@ def _save(auth_client, campaign, what, name):
 
 def _listed(campaign, what) -> set[int]:
     """The contacts on the report's recipients list, as the page lists them."""
+    if what == selectors.NOT_OPENED:
+        return set(selectors.campaign_not_opened(campaign).values_list("contact_id", flat=True))
     return set(
         selectors.campaign_recipients(campaign, what).values_list("message__contact_id", flat=True)
     )
@@ -63,7 +65,8 @@ def _in_segment(segment) -> set[int]:
 
 
 def test_every_recipients_filter_can_be_saved_as_a_segment():
-    assert set(selectors.RECIPIENT_SEGMENT_CONDITIONS) == {"", *selectors.RECIPIENT_FILTERS}
+    assert set(selectors.RECIPIENT_LISTS) >= {"", *selectors.RECIPIENT_FILTERS}
+    assert set(selectors.RECIPIENT_SEGMENT_CONDITIONS) == set(selectors.RECIPIENT_LISTS)
     assert {key for key, _label in RECIPIENT_TABS} == set(selectors.RECIPIENT_SEGMENT_CONDITIONS)
 
 
@@ -86,6 +89,9 @@ def test_each_saved_list_is_a_segment_of_the_same_people(auth_client, client, ca
         "bounced": 2,
         "complained": 1,
         "machine": 2,  # p1 (MPP only), q1 (bot open, HEAD click)
+        # delivered, and no person opened or clicked: p1, q1 (machines only), p5 (nothing
+        # here, whatever it did in the other campaign), q3 (complained), q4 (autoreply)
+        "not_opened": 5,
     }
     for what, size in expected_sizes.items():
         listed = _listed(campaign, what)
@@ -96,7 +102,7 @@ def test_each_saved_list_is_a_segment_of_the_same_people(auth_client, client, ca
         assert response["Location"] == reverse("contacts:segment-edit", args=[segment.pk])
         assert _in_segment(segment) == listed, what
         assert contact_selectors.segment_count(segment.rules)["count"] == size, what
-        assert stray.contact_id not in _in_segment(segment)
+        assert (stray.contact_id in _in_segment(segment)) == (what == "not_opened"), what
 
     # The lists on the page say the same: the bounced list names both bounced addresses.
     page = auth_client.get(reverse("reports:recipients", args=[campaign.pk]) + "?what=bounced")
