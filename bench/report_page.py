@@ -401,7 +401,9 @@ def main() -> int:
         deep_opened = activity.filter(opened_at__isnull=False).values_list("message_id", flat=True)[
             50_000
         ]
-        deep_unread = selectors.campaign_not_opened(big).values_list("id", flat=True)[200_000]
+        deep_unread = selectors.campaign_not_opened(big).values_list("contact_id", flat=True)[
+            200_000
+        ]
         pages += [
             ("recipients page 2001", f"{recipients}?before={deep}"),
             ("recipients not_opened p.4001", f"{recipients}?what=not_opened&before={deep_unread}"),

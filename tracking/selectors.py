@@ -308,8 +308,9 @@ def campaign_recipients(campaign: Campaign, what: str) -> QuerySet[MessageActivi
 
 @dataclass
 class RecipientsPage:
-    """One page of a recipients list, newest first. ``newer`` and ``older`` are the message
-    ids to page on from (``?after=`` and ``?before=``), None where the list ends."""
+    """One page of a recipients list, newest first. ``newer`` and ``older`` are the cursors
+    to page on from (``?after=`` and ``?before=``: message ids, or contact ids for the
+    "Not opened" list), None where the list ends."""
 
     rows: list[MessageActivity]
     newer: int | None
@@ -324,8 +325,8 @@ def campaign_recipients_page(
     after: int | None = None,
     size: int = 50,
 ) -> RecipientsPage:
-    """The page of the report's list ``what`` just older than message ``before``, or just
-    newer than message ``after``, or the newest page.
+    """The page of the report's list ``what`` just older than cursor ``before``, or just
+    newer than cursor ``after``, or the newest page (see RecipientsPage).
 
     Keyset pages: each is one range of the (campaign, message) indexes, so the thousandth
     page of a million costs what the first does, and no page counts the whole list (an
@@ -334,7 +335,7 @@ def campaign_recipients_page(
     if what == NOT_OPENED:
         # Loaded in a second query by id, as below; a message without one gets a blank.
         messages = campaign_not_opened(campaign).prefetch_related("activity")
-        rows, newer, older = _keyset(messages, "id", before, after, size)
+        rows, newer, older = _keyset(messages, "contact_id", before, after, size)
         return RecipientsPage(rows=[_activity_of(m) for m in rows], newer=newer, older=older)
     # The page's messages in a second query by id: joined, PostgreSQL merges the page with
     # the message table walked from its first row, which deep in a big campaign is most
@@ -369,28 +370,41 @@ def _keyset(
     first, last = getattr(rows[0], key), getattr(rows[-1], key)
     if after is not None:
         newer = first if more_newer else None
-        older = last if rows_qs.filter(**{f"{key}__lt": last}).exists() else None
+        older = last if _any_beyond(rows_qs, key, last, older=True) else None
     else:
         older = last if more_older else None
         newer = (
-            first
-            if before is not None and rows_qs.filter(**{f"{key}__gt": first}).exists()
-            else None
+            first if before is not None and _any_beyond(rows_qs, key, first, older=False) else None
         )
     return rows, newer, older
 
 
+def _any_beyond(rows_qs: QuerySet, key: str, cursor: int, *, older: bool) -> bool:
+    """Whether ``rows_qs`` has a row older (or newer) than ``cursor``.
+
+    Asked as "the next row in key order" rather than EXISTS: without the order, PostgreSQL
+    may merge the messages with the activity table walked from the campaign's first row,
+    hundreds of milliseconds deep in a million."""
+    beyond = rows_qs.filter(**{f"{key}__lt" if older else f"{key}__gt": cursor})
+    ordered = beyond.order_by(f"-{key}" if older else key).values_list(key, flat=True)
+    return bool(list(ordered[:1]))
+
+
 def campaign_not_opened(campaign: Campaign) -> QuerySet[Message]:
     """The campaign's delivered messages (sent, never bounced) that no person opened or
-    clicked, newest first: RECIPIENT_SEGMENT_CONDITIONS[NOT_OPENED] as messages. A click
-    counts as reading, since it is one whose images were blocked."""
+    clicked, newest contacts first: RECIPIENT_SEGMENT_CONDITIONS[NOT_OPENED] as messages.
+    A click counts as reading, since it is one whose images were blocked.
+
+    Ordered (and paged) by contact, not message: the (campaign, contact) unique index
+    ranges over this campaign alone, where the message id's primary key, walked from the
+    newest message, would step over every later campaign's messages first."""
     read_or_bounced = MessageActivity.objects.filter(message_id=OuterRef("pk")).filter(
         Q(opened_at__isnull=False) | Q(clicked_at__isnull=False) | Q(bounced_at__isnull=False)
     )
     return (
         Message.objects.filter(campaign=campaign, status=Message.Status.SENT)
         .filter(~Exists(read_or_bounced))
-        .order_by("-id")
+        .order_by("-contact_id")
     )
 
 
