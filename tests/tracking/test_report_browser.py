@@ -53,5 +53,12 @@ def test_report_charts_render_with_data(live_server, campaign, user, browser, tm
         page.goto(f"{live_server.url}/reports/")
         trends = page.locator('canvas[data-chart="trends"][data-rendered]')
         trends.wait_for(timeout=20_000)
+        # the recipients list: its tabs and page links wrap on a phone instead of widening
+        # the page
+        page.goto(f"{live_server.url}/reports/{campaign.pk}/recipients/?what=not_opened")
+        page.get_by_role("link", name="Not opened").wait_for()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= viewport[0] + 1, ("recipients page wider than the screen", width)
+        page.screenshot(path=str(shots / f"recipients-{name}.png"), full_page=True)
         assert not errors, errors
         context.close()
