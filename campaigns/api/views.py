@@ -116,7 +116,8 @@ class CampaignViewSet(viewsets.ModelViewSet):
         summary="Headline numbers and clicks per link",
         description=(
             "Counts over the campaign's messages and tracking events. Unique opens, clicks "
-            "and unsubscribes count distinct messages; totals count every event."
+            "and unsubscribes count distinct messages; totals count every event. While the "
+            "campaign sends, recipients, sent and failed may be up to 30 seconds old."
         ),
         request=None,
         responses={200: CampaignStatsSerializer},
