@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('campaigns', '0006_throttle'),
-        ('tracking', '0006_webhooks'),
+        ('tracking', '0007_inbound_receipts'),
     ]
 
     operations = [
