@@ -26,3 +26,14 @@ def bounce_mailbox_poll_task() -> None:
     except MailboxError as exc:
         # Wrong password, server down: said in one line, retried at the next beat.
         logging.getLogger(__name__).error("bounce mailbox: %s", exc)
+
+
+@shared_task(ignore_result=True)
+def campaign_report_counts_task(campaign_id: int) -> None:
+    from campaigns.models import Campaign
+    from tracking.services import domain_stats_refresh, message_stats_refresh
+
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is not None:
+        domain_stats_refresh(campaign)
+        message_stats_refresh([campaign])

@@ -738,11 +738,18 @@ def campaign_finish_if_done(campaign_id: int) -> bool:
     ).exists()
     if pending:
         return False
-    return bool(
+    finished = bool(
         Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).update(
             status=Campaign.Status.SENT, finished_at=timezone.now()
         )
     )
+    if finished:
+        # The report's recipient and per-domain counts are counted once more when a
+        # campaign ends; done now by a worker, the first reader does not wait for it.
+        from tracking.tasks import campaign_report_counts_task
+
+        transaction.on_commit(lambda: campaign_report_counts_task.delay(campaign_id))
+    return finished
 
 
 def campaigns_tick(now: datetime | None = None) -> int:

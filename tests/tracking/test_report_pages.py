@@ -230,3 +230,32 @@ def test_not_opened_saved_as_a_segment_opens_in_the_builder(auth_client):
     ]
     assert auth_client.get(response["Location"]).status_code == 200
     # that it holds the list's people, from real traffic: test_report_segments
+
+
+def test_a_finished_campaign_has_its_counts_ready_before_anyone_opens_its_report(
+    django_capture_on_commit_callbacks, settings
+):
+    """Finishing a campaign counts its recipients per domain and its messages in a task, so
+    the first report view of a million-recipient campaign does not do it."""
+    from campaigns import services as campaign_services
+    from campaigns.services import sending
+    from tests.factories import SubscriptionFactory
+    from tracking.report_views import DOMAIN_RECOUNT
+
+    mailing_list = MailingListFactory()
+    for _ in range(3):
+        SubscriptionFactory(mailing_list=mailing_list)
+    campaign = CampaignFactory(lists=[mailing_list])
+    settings.MAILCENTER_SEND_CONCURRENCY = 0  # no send tasks: the test marks them sent
+    with django_capture_on_commit_callbacks(execute=True):
+        campaign_services.campaign_start(campaign.pk)
+    Message.objects.filter(campaign=campaign).update(status=Message.Status.SENT)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert sending.campaign_finish_if_done(campaign.pk)
+    assert callbacks
+    campaign.refresh_from_db()
+    now = timezone.now()
+    assert not selectors.domain_stats_stale(campaign, now=now, max_age=DOMAIN_RECOUNT)
+    stat = CampaignMessageStat.objects.get(campaign=campaign)
+    assert not selectors.message_stats_stale(campaign, stat, now=now)
+    assert (stat.recipients, stat.sent) == (3, 3)
