@@ -14,6 +14,7 @@ import logging
 
 from anymail import urls as anymail_urls
 from anymail.exceptions import AnymailConfigurationError
+from anymail.utils import get_anymail_setting
 from django.http import HttpResponseNotFound
 from django.urls import URLPattern
 
@@ -23,10 +24,26 @@ logger = logging.getLogger(__name__)
 def _configured_only(view):
     """Answer 404, not 500, for an ESP whose key is not set or whose optional package
     (boto3 for Amazon SES, svix for Resend) is not installed: such an endpoint is not in
-    use, and anyone on the web could otherwise fill the error log through it."""
+    use, and anyone on the web could otherwise fill the error log through it.
+
+    Also 404 for an ESP that signs nothing (Postmark, SparkPost, Brevo …) while
+    ``MAILCENTER_ANYMAIL_WEBHOOK_SECRET`` is unset: anymail would only warn and then take
+    anyone's bounces and complaints, and a forged complaint suppresses a real address."""
+    view_class = getattr(view, "view_class", None)
 
     @functools.wraps(view)  # keeps csrf_exempt and login_not_required
     def guarded(request, *args, **kwargs):
+        if (
+            view_class is not None
+            and view_class.warn_if_no_basic_auth
+            and not get_anymail_setting("webhook_secret", default=[])
+        ):
+            logger.warning(
+                "ESP webhook %s refused: it is authenticated only by basic auth, and "
+                "MAILCENTER_ANYMAIL_WEBHOOK_SECRET is not set",
+                request.path,
+            )
+            return HttpResponseNotFound()
         try:
             return view(request, *args, **kwargs)
         except AnymailConfigurationError as exc:

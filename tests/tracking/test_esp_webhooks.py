@@ -457,3 +457,23 @@ def test_an_esp_that_is_not_configured_answers_404_not_500(client, db, settings,
         "/webhooks/anymail/amazon_ses/tracking/", "{}", content_type="application/json", **auth()
     )
     assert response.status_code == (404 if importlib.util.find_spec("boto3") is None else 400)
+
+
+def test_without_a_webhook_secret_only_signing_esps_are_heard(client, sent, settings):
+    """Postmark signs nothing: with no basic-auth secret set, anyone could post it a
+    complaint that suppresses a real address, so its URL answers 404. Mailgun signs its
+    calls, so its webhook still works on the signature alone."""
+    settings.ANYMAIL = {
+        "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY,
+        "UNISENDER_GO_API_KEY": UNISENDER_KEY,
+    }
+    bob = sent["bob"]
+    forged = postmark_bounce(bob, "HardBounce", bounce_id=77, details="smtp;550 5.1.1 no")
+    assert postmark(client, forged).status_code == 404
+    assert not Event.objects.exists()
+    assert contact_status(bob) == "active"
+    ann = sent["ann"]
+    body = mailgun(mailgun_failed(ann), token="b" * 50)
+    response = client.post(MAILGUN_URL, body, content_type="application/json")
+    assert response.status_code == 200
+    assert Event.objects.get().message_id == ann.pk
