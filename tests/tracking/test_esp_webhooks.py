@@ -477,3 +477,31 @@ def test_without_a_webhook_secret_only_signing_esps_are_heard(client, sent, sett
     response = client.post(MAILGUN_URL, body, content_type="application/json")
     assert response.status_code == 200
     assert Event.objects.get().message_id == ann.pk
+
+
+def test_an_esp_that_signs_when_its_key_is_set_is_not_refused_for_want_of_a_secret(
+    client, db, settings
+):
+    """SendGrid signs its calls once its verification key is set: then its webhook is
+    checked by the signature (a forged call is a 400, not let through), not shut."""
+    import base64
+    import warnings
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    url = "/webhooks/anymail/sendgrid/tracking/"
+    settings.ANYMAIL = {}
+    assert client.post(url, "[]", content_type="application/json").status_code == 404
+    settings.ANYMAIL = {
+        "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY": base64.b64encode(der).decode()
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # anymail's "SendGrid no longer supported" notice
+        response = client.post(url, "[]", content_type="application/json")
+    assert response.status_code == 400
+    assert not Event.objects.exists()
