@@ -31,6 +31,16 @@ def _tracking_queue(request, settings):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_link_tables():
+    """The redirect keeps campaigns' link tables per process; test databases reuse ids."""
+    from tracking import fastpath
+
+    fastpath._LINKS.clear()
+    yield
+    fastpath._LINKS.clear()
+
+
+@pytest.fixture(autouse=True)
 def _private_cache(settings):
     """Each test gets an empty cache, so rate limits and cached lookups never leak."""
     settings.CACHES = {
