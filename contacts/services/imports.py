@@ -584,20 +584,12 @@ def header_fields(header: tuple[str, ...] | list[str]) -> dict[str, CustomField]
     }
 
 
-def _type_attributes(
-    row: importing.ParsedRow, fields: dict[str, CustomField]
-) -> tuple[dict[str, Any], str | None]:
-    """The row's attributes with custom-field columns typed and stored under the field key.
-
-    Returns (attributes, None), or (_, reason) naming the first column with a bad value.
-    """
-    return attributes_typer(fields)(row.attributes)
-
-
 def attributes_typer(
     fields: dict[str, CustomField],
 ) -> Callable[[dict[str, Any]], tuple[dict[str, Any], str | None]]:
-    """``_type_attributes`` with each field's cleaner made once, for a whole file."""
+    """A function typing a row's attributes: custom-field columns typed and stored under
+    the field key, other columns as they are. It returns (attributes, None), or (_, reason)
+    naming the first column with a bad value. Each field's cleaner is made once, here."""
     cleaners = {name: (field.key, custom_value_cleaner(field)) for name, field in fields.items()}
 
     def typed_attributes(attributes: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -649,6 +641,7 @@ def _import_batch(
     a blocklisted or erased person is never brought back by a file.
     """
     groups: dict[str, tuple[str, list[importing.ParsedRow]]] = {}
+    type_attributes = attributes_typer(fields or {})
     for row in rows:
         tally.rows_done += 1
         if not row.email:
@@ -659,7 +652,7 @@ def _import_batch(
         except ValidationError as exc:
             tally.refuse(row.row, row.email, exc.messages[0])
             continue
-        row.attributes, reason = _type_attributes(row, fields or {})
+        row.attributes, reason = type_attributes(row.attributes)
         if reason is not None:
             tally.refuse(row.row, email, reason)
             continue
