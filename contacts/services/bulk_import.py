@@ -1,12 +1,15 @@
-"""The PostgreSQL bulk path of the importer: COPY into staging, then a set-based merge.
+"""The PostgreSQL bulk path of the importer: COPY, mostly straight into the contacts.
 
-The file is streamed once more after ``inspect_csv``: each row is validated in Python
-(address, typed custom fields) and written with COPY into an unlogged staging table, the
-first row of each address into one table and its later duplicates into another; rows
-refused here are counted as they go. Then one transaction merges the staging into the
-contacts and the list with a handful of statements, so the list either gets the whole
-file or, after a crash, nothing at all (the staging tables are dropped whatever happens;
-running the import again is safe).
+The file is streamed once more after ``inspect_csv``, in chunks. Each row is validated in
+Python (address, typed custom fields); the first row of an address that is neither a
+contact yet nor suppressed is written with COPY straight into the contacts and the list,
+with its id taken from the contacts' sequence. Everything else (addresses that exist,
+suppressed ones, later duplicates in the file) goes into an unlogged staging table, and
+a set-based merge at the end applies it with the rules of the batch path. Chunks and
+merge run in one transaction, so the list either gets the whole file or, after a crash
+or a cancellation, nothing at all (the staging table is dropped whatever happens;
+running the import again is safe). Progress is written through a second connection so
+the progress bar moves while that transaction is open.
 
 The outcome is the batch path's (``imports._import_batch``), rule for rule: later
 non-empty values of a duplicated address win, existing contacts who left are skipped or,
@@ -22,11 +25,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from typing import Any
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, NamedTuple
 
+import psycopg
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    IntegrityError,
+    connection,
+    connections,
+    transaction,
+)
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from contacts import importing
@@ -35,8 +49,8 @@ from contacts.services.contacts import NAME_MAX_LENGTH, normalize_email
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVERY = 50_000
-STAGE_COLUMNS = "(row_no, email, email_lower, first_name, last_name, attributes, dup)"
+PROGRESS_EVERY = 20_000
+STAGE_COLUMNS = "(email, first_name, last_name, attributes, row_no, email_lower, dup)"
 
 
 def _stage_name(import_id: int) -> str:
@@ -46,6 +60,30 @@ def _stage_name(import_id: int) -> str:
 def _drop(cursor: Any, *tables: str) -> None:
     for table in tables:
         cursor.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+class _Staged(NamedTuple):
+    """A validated row, ``body`` already in COPY's text format.
+
+    ``body`` is the email, first name, last name and attributes columns, escaped and
+    tab-separated: lines of the direct COPY into the contacts and of the staging table
+    both start with it.
+    """
+
+    row_no: int
+    key: str
+    dup: bool
+    body: str
+
+
+# COPY's text format: backslash, tab, newline and carriage return are escaped.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str) -> str:
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
 
 
 def contact_import_copy(
@@ -61,93 +99,384 @@ def contact_import_copy(
     """Import a validated file (see ``inspect_csv``) through COPY and a set-based merge.
 
     Updates ``tally`` (created / updated / skipped / refused) and the import's progress
-    while staging. A cancellation is honoured between COPY chunks and before the merge, so
-    a cancelled COPY import writes nothing. Raises whatever the database raises; the
-    caller records the failure.
+    as it goes. A cancellation is honoured between chunks and before the merge, and
+    rolls everything back, so a cancelled COPY import writes nothing. Raises whatever the
+    database raises; the caller records the failure.
     """
     from contacts.services.imports import attributes_typer, contact_import_check_cancelled
 
     stage = _stage_name(contact_import.pk)
     typer = attributes_typer(fields)
     seen: set[str] = set()
+    progress = _ProgressWriter(contact_import.pk)
     with connection.cursor() as cursor:
         _drop(cursor, stage)
         cursor.execute(
             f"CREATE UNLOGGED TABLE {stage} (row_no integer, email text, email_lower text, "
             "first_name text, last_name text, attributes jsonb, dup boolean)"
         )
+        loader = None
         try:
-            rows = importing.read_contacts(open_file, info)
-            # COPY in chunks: the connection can run nothing else while a COPY is open,
-            # and between chunks the progress bar gets its update.
-            more = True
-            while more:
-                contact_import_check_cancelled(contact_import.pk)
-                more = _copy_chunk(cursor, stage, rows, tally, typer, seen)
-                _progress(contact_import.pk, tally)
-                if on_progress is not None:
-                    on_progress(tally.rows_done, info.rows_total)
-            seen.clear()
-            _progress(contact_import.pk, tally)
-            # Last chance to stop: after this the merge runs as one transaction.
-            contact_import_check_cancelled(contact_import.pk)
             with transaction.atomic():
+                if mode != ContactImport.Mode.UPDATE_ONLY:
+                    loader = _DirectLoader(cursor, contact_import.mailing_list)
+                contact_import_check_cancelled(contact_import.pk)
+                rows = importing.read_contacts(open_file, info)
+                lines = loader.lines if loader is not None else None
+                producer = _Producer(_validated_chunks(rows, typer, seen, lines))
+                try:
+                    for chunk in producer:
+                        chunk.count(tally)
+                        staged = loader.load(chunk) if loader is not None else chunk.rows
+                        _stage(cursor, stage, staged)
+                        progress.write(tally)
+                        if on_progress is not None:
+                            on_progress(tally.rows_done, info.rows_total)
+                        contact_import_check_cancelled(contact_import.pk)
+                finally:
+                    producer.close()
+                seen.clear()
+                progress.write(tally)
                 _merge(cursor, contact_import.mailing_list, stage, tally, mode, left_policy)
+                if loader is not None:
+                    tally.created += loader.created
         finally:
+            progress.close()
+            if loader is not None:
+                loader.close()
             _drop(cursor, stage)
 
 
-def _copy_chunk(
-    cursor: Any,
-    stage: str,
-    rows: Any,
-    tally: Any,
-    typer: Any,
-    seen: set[str],
-) -> bool:
-    """COPY up to PROGRESS_EVERY rows into the staging table; False once the file ends."""
-    with cursor.copy(f"COPY {stage} {STAGE_COLUMNS} FROM STDIN") as copy:
-        for count, row in enumerate(rows, start=1):
-            tally.rows_done += 1
-            if not row.email:
-                tally.refuse(row.row, "", _("No email address."))
-            else:
-                try:
-                    email = normalize_email(row.email)
-                except ValidationError as exc:
-                    tally.refuse(row.row, row.email, exc.messages[0])
-                    email = ""
-                if email:
-                    attributes, reason = typer(row.attributes)
-                    if reason is not None:
-                        tally.refuse(row.row, email, reason)
+class _Chunk(NamedTuple):
+    """A chunk of the file as read: its valid rows and what to count for the rest.
+
+    The reading thread counts nothing itself; the database thread adds each chunk to the
+    import's tally as it takes it, so the tally only ever holds the chunks dealt with.
+    When the import may create contacts, the reading thread also numbers the chunk's
+    first rows with ids from the contacts' sequence and writes their COPY lines for the
+    contacts and the list (``contacts``, ``subscriptions``), ready to send as they are.
+    """
+
+    rows: list[_Staged]
+    # The addresses of the chunk's first rows, one per line, for the existence lookup.
+    firsts: str
+    has_dups: bool
+    read: int
+    dups: int
+    refusals: list[tuple[int, str, str]]
+    ids: list[str]
+    contacts: str
+    subscriptions: str
+
+    def count(self, tally: Any) -> None:
+        tally.rows_done += self.read
+        tally.skipped += self.dups
+        for refusal in self.refusals:
+            tally.refuse(*refusal)
+
+
+class _Lines:
+    """COPY lines for new contacts and their subscriptions, numbered ahead of time.
+
+    Ids are taken from the contacts' own sequence through a connection of its own, in
+    autocommit: a sequence hands out each number once, whatever transaction asks, so the
+    numbers are safe to use in the import's transaction; ones not used leave a gap.
+    """
+
+    def __init__(self, mailing_list: MailingList, now: str, sequence: str) -> None:
+        self.contact_tail = f"active\t{now}\t{now}\n"
+        self.subscription_tail = f"{mailing_list.pk}\tsubscribed\t{now}\t{now}\n"
+        self.sequence = sequence
+        self.connection = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+
+    def ids(self, count: int) -> list[str]:
+        row = self.connection.execute(
+            "SELECT string_agg(nextval(%s)::text, ',') FROM generate_series(1, %s)",
+            [self.sequence, count],
+        ).fetchone()
+        return row[0].split(",") if row and row[0] else []
+
+    def contact(self, body: str, contact_id: str) -> str:
+        return f"{body}\t{contact_id}\t{self.contact_tail}"
+
+    def subscription(self, contact_id: str) -> str:
+        return f"{contact_id}\t{self.subscription_tail}"
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _validated_chunks(
+    rows: Iterator[importing.ParsedRow], typer: Any, seen: set[str], lines: _Lines | None
+) -> Generator[_Chunk, None, None]:
+    """The file in chunks of up to PROGRESS_EVERY rows read.
+
+    Refused rows are left out with their reason; a later row of an address already seen
+    is marked ``dup`` and counted as skipped (the merge folds its values into the first).
+    """
+    chunk: list[_Staged] = []
+    firsts: list[str] = []
+    refusals: list[tuple[int, str, str]] = []
+    dups = count = 0
+    for row in rows:
+        count += 1
+        if not row.email:
+            refusals.append((row.row, "", _("No email address.")))
+        else:
+            try:
+                email = normalize_email(row.email)
+            except ValidationError as exc:
+                refusals.append((row.row, row.email, exc.messages[0]))
+                email = ""
+            if email:
+                attributes, reason = typer(row.attributes)
+                if reason is not None:
+                    refusals.append((row.row, email, reason))
+                else:
+                    key = email.lower()
+                    dup = key in seen
+                    if dup:
+                        dups += 1
                     else:
-                        key = email.lower()
-                        dup = key in seen
-                        if dup:
-                            tally.skipped += 1
-                        else:
-                            seen.add(key)
-                        copy.write_row(
-                            (
-                                row.row,
-                                email,
-                                key,
-                                row.first_name[:NAME_MAX_LENGTH],
-                                row.last_name[:NAME_MAX_LENGTH],
-                                json.dumps(attributes, ensure_ascii=False),
-                                dup,
-                            )
+                        seen.add(key)
+                        firsts.append(key)
+                    body = "\t".join(
+                        (
+                            _copy_text(email),
+                            _copy_text(row.first_name[:NAME_MAX_LENGTH]),
+                            _copy_text(row.last_name[:NAME_MAX_LENGTH]),
+                            _copy_text(json.dumps(attributes, ensure_ascii=False)),
                         )
-            if count >= PROGRESS_EVERY:
-                return True
-    return False
+                    )
+                    chunk.append(_Staged(row.row, key, dup, body))
+        if count >= PROGRESS_EVERY:
+            yield _chunk(chunk, firsts, dups, count, refusals, lines)
+            chunk, firsts, refusals, dups, count = [], [], [], 0, 0
+    if count:
+        yield _chunk(chunk, firsts, dups, count, refusals, lines)
 
 
-def _progress(import_id: int, tally: Any) -> None:
-    ContactImport.objects.filter(pk=import_id).update(
-        rows_done=tally.rows_done, refused=tally.refused, skipped=tally.skipped
+def _chunk(
+    rows: list[_Staged],
+    firsts: list[str],
+    dups: int,
+    read: int,
+    refusals: list[tuple[int, str, str]],
+    lines: _Lines | None,
+) -> _Chunk:
+    ids: list[str] = []
+    contacts = subscriptions = ""
+    if lines is not None and firsts:
+        ids = lines.ids(len(firsts))
+        bodies = (row.body for row in rows if not row.dup)
+        contacts = "".join([lines.contact(body, i) for body, i in zip(bodies, ids, strict=True)])
+        subscriptions = "".join([lines.subscription(i) for i in ids])
+    return _Chunk(
+        rows, "\n".join(firsts), dups > 0, read, dups, refusals, ids, contacts, subscriptions
     )
+
+
+class _Producer:
+    """Reads and validates the file on a thread of its own, a few chunks ahead.
+
+    Validation is Python's work and the writes are PostgreSQL's, in another process: with
+    the two overlapped, each chunk is read while the one before it is being written. The
+    thread shares no state but the ``seen`` set, which nothing else reads until it has
+    finished, and its only database work is numbering rows (``_Lines.ids``) on a
+    connection of its own. Iterating re-raises its errors.
+    """
+
+    AHEAD = 1
+
+    def __init__(self, chunks: Generator[_Chunk, None, None]) -> None:
+        self._chunks = chunks
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.AHEAD)
+        self._stop = threading.Event()
+        self._language = translation.get_language()
+        self._thread = threading.Thread(target=self._run, name="import-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        item: Any
+        try:
+            with translation.override(self._language):
+                for chunk in self._chunks:
+                    if not self._put(chunk):
+                        return
+            item = _DONE
+        except BaseException as exc:  # handed to the consumer, which raises it
+            item = exc
+        self._put(item)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[_Chunk]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._chunks.close()  # the file, when the import stopped before its end
+
+
+_DONE = object()
+
+
+def _stage(cursor: Any, stage: str, rows: list[_Staged]) -> None:
+    if not rows:
+        return
+    with cursor.copy(f"COPY {stage} {STAGE_COLUMNS} FROM STDIN") as copy:
+        copy.write(
+            "".join(
+                [
+                    f"{r.body}\t{r.row_no}\t{_copy_text(r.key)}\t{'t' if r.dup else 'f'}\n"
+                    for r in rows
+                ]
+            )
+        )
+
+
+class _DirectLoader:
+    """COPY the first rows of new addresses straight into the contacts and the list.
+
+    A row goes straight in when its address is neither a contact nor suppressed when its
+    chunk is looked at; the rest is returned for the staging table. Ids come from the
+    contacts' own sequence, so the subscriptions can be written in the same pass. When
+    another writer creates one of the chunk's addresses meanwhile (a sign-up form, the
+    API), the unique index stops the COPY: the chunk's savepoint is rolled back and the
+    whole chunk goes to the staging table instead, where the merge leaves such an address
+    to the other writer.
+    """
+
+    def __init__(self, cursor: Any, mailing_list: MailingList) -> None:
+        self.cursor = cursor
+        self.created = 0
+        cursor.execute("SELECT now()::text, pg_get_serial_sequence('contacts_contact', 'id')")
+        now, sequence = cursor.fetchone()
+        self.lines = _Lines(mailing_list, now, sequence)
+        # A scalar subquery per key, not EXISTS: the planner would turn EXISTS into a hash
+        # join over the whole contacts table, whose statistics still say "empty" while
+        # this transaction fills it, and scan it again for every chunk.
+        checks = ["(SELECT c.id FROM contacts_contact c WHERE lower(c.email) = k.key) IS NOT NULL"]
+        checks += [
+            f"EXISTS (SELECT 1 FROM contacts_suppression x WHERE {condition})"
+            for condition in _suppression_conditions("k.key")
+        ]
+        # The keys travel as one text, a line each (an address has no line break): a
+        # parameter list of 50,000 strings costs psycopg more than the lookup itself.
+        self.lookup = (
+            "SELECT k.key FROM unnest(string_to_array(%s, chr(10))) AS k(key) WHERE "
+            + " OR ".join(checks)
+        )
+
+    def load(self, chunk: _Chunk) -> list[_Staged]:
+        """Write the chunk's new addresses; return the rows left for the staging table."""
+        if not chunk.firsts:
+            return chunk.rows
+        self.cursor.execute(self.lookup, [chunk.firsts])
+        known = {key for (key,) in self.cursor.fetchall()}
+        if not known:
+            # The usual case: every first row is new and its lines are ready.
+            created, contacts, subscriptions = len(chunk.ids), chunk.contacts, chunk.subscriptions
+            rest = [row for row in chunk.rows if row.dup] if chunk.has_dups else []
+        else:
+            ids = iter(chunk.ids)
+            lines, subs, rest = [], [], []
+            for row in chunk.rows:
+                if row.dup:
+                    rest.append(row)
+                    continue
+                contact_id = next(ids)
+                if row.key in known:
+                    rest.append(row)
+                else:
+                    lines.append(self.lines.contact(row.body, contact_id))
+                    subs.append(self.lines.subscription(contact_id))
+            created, contacts, subscriptions = len(lines), "".join(lines), "".join(subs)
+        if not created:
+            return chunk.rows
+        try:
+            # COPY is psycopg's own, outside Django's error wrapping: wrap it here.
+            with transaction.atomic(), connection.wrap_database_errors:
+                self._write(contacts, subscriptions)
+        except IntegrityError:
+            return chunk.rows
+        self.created += created
+        return rest
+
+    def _write(self, contacts: str, subscriptions: str) -> None:
+        with self.cursor.copy(
+            "COPY contacts_contact (email, first_name, last_name, attributes, id, status, "
+            "created_at, updated_at) FROM STDIN"
+        ) as copy:
+            copy.write(contacts)
+        with self.cursor.copy(
+            "COPY contacts_subscription (contact_id, mailing_list_id, status, created_at, "
+            "updated_at) FROM STDIN"
+        ) as copy:
+            copy.write(subscriptions)
+
+    def close(self) -> None:
+        self.lines.close()
+
+
+class _ProgressWriter:
+    """Writes the import's progress through a connection of its own, in autocommit.
+
+    The import's own connection holds one transaction open until the merge is done, and
+    nothing it writes is seen before then. Progress is only shown, so a failure to write
+    it is logged and the import goes on.
+    """
+
+    def __init__(self, import_id: int) -> None:
+        self.import_id = import_id
+        self.connection = connections.create_connection(DEFAULT_DB_ALIAS)
+
+    def write(self, tally: Any) -> None:
+        try:
+            with self.connection.cursor() as cursor:
+                # Never wait long on the row: the import must not stall on its progress bar.
+                cursor.execute("SET lock_timeout = '2s'")
+                cursor.execute(
+                    "UPDATE contacts_contactimport SET rows_done = %s, refused = %s, "
+                    "skipped = %s WHERE id = %s",
+                    [tally.rows_done, tally.refused, tally.skipped, self.import_id],
+                )
+        except DatabaseError:
+            log.warning("Contact import %s: could not write progress", self.import_id)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _suppression_conditions(key: str) -> list[str]:
+    """SQL conditions on ``contacts_suppression x`` matching the lower-cased address
+    ``key`` (an SQL expression): the address, its domain, or an erased address's hash.
+    Only the kinds that have entries are checked."""
+    kinds = set(Suppression.objects.values_list("kind", flat=True).distinct())
+    conditions = []
+    if Suppression.Kind.EMAIL in kinds:
+        conditions.append(f"(x.kind = 'email' AND x.value = {key})")
+    if Suppression.Kind.DOMAIN in kinds:
+        conditions.append(f"(x.kind = 'domain' AND x.value = split_part({key}, '@', 2))")
+    if Suppression.Kind.HASH in kinds:
+        conditions.append(
+            f"(x.kind = 'hash' AND x.value = encode(sha256(convert_to({key}, 'UTF8')), 'hex'))"
+        )
+    return conditions
 
 
 def _merge(
@@ -171,13 +500,7 @@ def _merge(
     cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {stage} WHERE dup)")
     if cursor.fetchone()[0]:
         dups = f"(SELECT * FROM {stage} WHERE dup)"
-        cursor.execute(
-            f"""
-            UPDATE {stage} s SET
-                first_name = coalesce(d.first_name, s.first_name),
-                last_name = coalesce(d.last_name, s.last_name),
-                attributes = s.attributes || coalesce(d.attributes, '{{}}'::jsonb)
-            FROM (
+        folded = f"""(
                 SELECT email_lower,
                     (array_agg(first_name ORDER BY row_no DESC)
                         FILTER (WHERE first_name <> ''))[1] AS first_name,
@@ -187,24 +510,34 @@ def _merge(
                      FROM {dups} x, jsonb_each(x.attributes) e
                      WHERE x.email_lower = g.email_lower) AS attributes
                 FROM {dups} g GROUP BY email_lower
-            ) d
+            ) d"""
+        cursor.execute(
+            f"""
+            UPDATE {stage} s SET
+                first_name = coalesce(d.first_name, s.first_name),
+                last_name = coalesce(d.last_name, s.last_name),
+                attributes = s.attributes || coalesce(d.attributes, '{{}}'::jsonb)
+            FROM {folded}
             WHERE s.email_lower = d.email_lower AND NOT s.dup
+            """
+        )
+        # A duplicate whose first row is not staged belongs to an address this import
+        # wrote straight into the contacts (every other first row is staged): fold it
+        # into that new contact, which is still counted as created.
+        cursor.execute(
+            f"""
+            UPDATE contacts_contact c SET
+                first_name = coalesce(d.first_name, c.first_name),
+                last_name = coalesce(d.last_name, c.last_name),
+                attributes = c.attributes || coalesce(d.attributes, '{{}}'::jsonb)
+            FROM {folded}
+            WHERE lower(c.email) = d.email_lower AND NOT EXISTS
+                (SELECT 1 FROM {stage} f WHERE f.email_lower = d.email_lower AND NOT f.dup)
             """
         )
         cursor.execute(f"DELETE FROM {stage} WHERE dup")
     # 2. Suppressed addresses (the address, its domain, or an erased address's hash).
-    kinds = set(Suppression.objects.values_list("kind", flat=True).distinct())
-    conditions = []
-    if Suppression.Kind.EMAIL in kinds:
-        conditions.append("(x.kind = 'email' AND x.value = s.email_lower)")
-    if Suppression.Kind.DOMAIN in kinds:
-        conditions.append("(x.kind = 'domain' AND x.value = split_part(s.email_lower, '@', 2))")
-    if Suppression.Kind.HASH in kinds:
-        conditions.append(
-            "(x.kind = 'hash' AND "
-            "x.value = encode(sha256(convert_to(s.email_lower, 'UTF8')), 'hex'))"
-        )
-    for condition in conditions:
+    for condition in _suppression_conditions("s.email_lower"):
         cursor.execute(
             f"DELETE FROM {stage} s USING contacts_suppression x WHERE {condition} "
             "RETURNING s.row_no, s.email"

@@ -126,12 +126,25 @@ def test_copy_path_matches_the_batch_path_for_each_left_policy(
     st.sampled_from([0, 10**9]),  # the COPY path, the batch path
     st.sampled_from(ContactImport.Mode.values),
     st.sampled_from(ContactImport.LeftPolicy.values),
+    st.sampled_from([1, 3, 20_000]),  # rows per COPY chunk
 )
 def test_importing_twice_is_importing_once(
-    db, run_import, settings, mailing_list, rows, copy_min_rows, mode, left_policy
+    db,
+    run_import,
+    settings,
+    monkeypatch,
+    mailing_list,
+    rows,
+    copy_min_rows,
+    mode,
+    left_policy,
+    chunk,
 ):
-    """Whatever the path, mode and policy; and c@y.org, who unsubscribed, is never
-    subscribed again (its ended subscription stays ended, its status stays)."""
+    """Whatever the path, mode, policy and chunk size; and c@y.org, who unsubscribed, is
+    never subscribed again (its ended subscription stays ended, its status stays)."""
+    from contacts.services import bulk_import
+
+    monkeypatch.setattr(bulk_import, "PROGRESS_EVERY", chunk)
     settings.MAILCENTER_IMPORT_COPY_MIN_ROWS = copy_min_rows
     Contact.objects.all().delete()
     if not fields_service.custom_fields_by_key():
@@ -182,17 +195,18 @@ def test_custom_fields_get_the_index_segments_use(db, django_capture_on_commit_c
         assert cursor.fetchone()[0] == 0
 
 
-def test_an_address_created_by_another_writer_during_the_merge_is_left_to_it(
+def test_an_address_created_by_another_writer_during_a_chunk_is_updated_not_duplicated(
     db, run_import, settings
 ):
-    """The merge inserts new contacts without ON CONFLICT; when a sign-up creates one of the
-    file's addresses after the merge looked for existing contacts, the insert is retried
-    with ON CONFLICT DO NOTHING and that address is skipped, not failed or duplicated."""
+    """New addresses are COPYed straight into the contacts; when a sign-up creates one of
+    a chunk's addresses after the chunk was looked at, the unique index stops the COPY,
+    the chunk's savepoint is rolled back and the chunk goes through the merge instead,
+    which finds that address as an existing contact."""
     settings.MAILCENTER_IMPORT_COPY_MIN_ROWS = 0
 
     def race(execute, sql, params, many, context):
         result = execute(sql, params, many, context)
-        if sql.lstrip().startswith("CREATE TEMP TABLE") and "_existing" in sql:
+        if "unnest(" in sql and not Contact.objects.filter(email="Raced@example.com").exists():
             Contact.objects.create(email="Raced@example.com", first_name="Form")
         return result
 
@@ -201,9 +215,142 @@ def test_an_address_created_by_another_writer_during_the_merge_is_left_to_it(
             "email,first name\nann@example.com,Ann\nraced@example.com,Csv\nbob@example.com,Bob\n"
         )
     assert item.status == ContactImport.Status.DONE, item.error
-    assert (item.created, item.skipped) == (2, 1)
+    assert (item.created, item.updated, item.skipped) == (2, 1, 0)
+    assert sorted(Contact.objects.values_list("email", "first_name")) == [
+        ("Raced@example.com", "Csv"),
+        ("ann@example.com", "Ann"),
+        ("bob@example.com", "Bob"),
+    ]
+    assert Subscription.objects.count() == 3
+
+
+def test_an_address_created_by_another_writer_during_the_merge_is_left_to_it(
+    db, run_import, settings
+):
+    """The merge inserts new contacts without ON CONFLICT; when a sign-up creates one of the
+    file's addresses after the merge looked for existing contacts, the insert is retried
+    with ON CONFLICT DO NOTHING and that address is skipped, not failed or duplicated.
+    (New addresses reach the merge when their chunk could not be COPYed straight in:
+    here because another sign-up raced the chunk first.)"""
+    settings.MAILCENTER_IMPORT_COPY_MIN_ROWS = 0
+
+    def race(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if "unnest(" in sql:
+            Contact.objects.create(email="other@example.com", first_name="Form")
+        if sql.lstrip().startswith("CREATE TEMP TABLE") and "_existing" in sql:
+            Contact.objects.create(email="Raced@example.com", first_name="Form")
+        return result
+
+    with connection.execute_wrapper(race):
+        item = run_import(
+            "email,first name\nann@example.com,Ann\nraced@example.com,Csv\n"
+            "bob@example.com,Bob\nother@example.com,\n"
+        )
+    assert item.status == ContactImport.Status.DONE, item.error
+    assert (item.created, item.updated, item.skipped) == (2, 1, 1)
     assert sorted(Contact.objects.values_list("email", "first_name")) == [
         ("Raced@example.com", "Form"),
         ("ann@example.com", "Ann"),
         ("bob@example.com", "Bob"),
+        ("other@example.com", "Form"),
     ]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+@pytest.mark.parametrize("mode", ContactImport.Mode.values)
+def test_the_copy_path_in_small_chunks_matches_the_batch_path(
+    db, run_import, settings, monkeypatch, chunk, mode
+):
+    """New addresses are COPYed straight in chunk by chunk; a later row of an address
+    written in an earlier chunk is folded into that contact by the merge, as if the file
+    had been one chunk."""
+    from contacts.services import bulk_import
+
+    monkeypatch.setattr(bulk_import, "PROGRESS_EVERY", chunk)
+    fields_service.custom_field_create(key="age", label="Age", type="number")
+    Suppression.objects.create(kind="domain", value="spam.example")
+    content = (
+        CSV + "GONE@example.com,,Back,40,\nbob@example.com,,,,Braga\nann@example.com,Anna,,,\n"
+    )
+    batch, copy = _run_both(
+        run_import, settings, content, mode=mode, left_policy=ContactImport.LeftPolicy.UPDATE
+    )
+    assert batch == copy
+
+
+def test_tabs_backslashes_and_line_breaks_survive_the_copy_format(db, run_import, settings):
+    content = (
+        "email,first name,last name,city\n"
+        'tab@example.com,"Ann\tTab","back\\\\slash \\\\N","C:\\\\path\\\\to"\n'
+        'nl@example.com,"two\nlines","cr\rhere","quote "" and \\\\t"\n'
+    )
+    batch, copy = _run_both(run_import, settings, content)
+    assert batch == copy
+    contacts = {c[0]: c[1:4] for c in copy[2]}
+    assert contacts["tab@example.com"] == (
+        "Ann\tTab",
+        "back\\\\slash \\\\N",
+        {"city": "C:\\\\path\\\\to"},
+    )
+    assert contacts["nl@example.com"][0] == "two\nlines"
+
+
+def test_an_error_while_reading_rolls_back_the_chunks_already_written(
+    db, run_import, settings, monkeypatch
+):
+    """The reading thread's error reaches the import, which fails; the chunks COPYed
+    before it are in the same transaction and are rolled back with it."""
+    from contacts.services import bulk_import
+
+    settings.MAILCENTER_IMPORT_COPY_MIN_ROWS = 0
+    monkeypatch.setattr(bulk_import, "PROGRESS_EVERY", 1)
+    real = bulk_import.normalize_email
+
+    def normalize(raw):
+        if raw.startswith("c@"):
+            raise RuntimeError("disk on fire")
+        return real(raw)
+
+    monkeypatch.setattr(bulk_import, "normalize_email", normalize)
+    item = run_import("email\na@example.com\nb@example.com\nc@example.com\nd@example.com\n")
+    assert item.status == ContactImport.Status.FAILED
+    assert "disk on fire" in item.error
+    assert Contact.objects.count() == 0
+    assert Subscription.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_progress_is_seen_by_others_while_the_import_transaction_is_open(
+    run_import, settings, monkeypatch
+):
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    from contacts.services import bulk_import
+
+    settings.MAILCENTER_IMPORT_COPY_MIN_ROWS = 0
+    monkeypatch.setattr(bulk_import, "PROGRESS_EVERY", 2)
+    seen_by_others = []
+    real_write = bulk_import._ProgressWriter.write
+
+    def write_then_look(writer, tally):
+        real_write(writer, tally)
+        other = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            with other.cursor() as cursor:
+                cursor.execute(
+                    "SELECT rows_done FROM contacts_contactimport WHERE id = %s",
+                    [writer.import_id],
+                )
+                seen_by_others.append(cursor.fetchone()[0])
+                cursor.execute("SELECT count(*) FROM contacts_contact")
+                seen_by_others.append(cursor.fetchone()[0])
+        finally:
+            other.close()
+
+    monkeypatch.setattr(bulk_import._ProgressWriter, "write", write_then_look)
+    item = run_import("email\n" + "".join(f"p{n}@example.com\n" for n in range(5)))
+    assert item.status == ContactImport.Status.DONE, item.error
+    # Rows done as each chunk is written; no contact visible before the commit.
+    assert seen_by_others == [2, 0, 4, 0, 5, 0, 5, 0]
+    assert Contact.objects.count() == 5

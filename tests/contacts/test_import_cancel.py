@@ -77,13 +77,13 @@ def test_cancelling_during_copy_writes_nothing(settings, monkeypatch):
     settings.MAILCENTER_IMPORT_COPY_MIN_ROWS = 0
     monkeypatch.setattr(bulk_import, "PROGRESS_EVERY", 10)
     item = _stored(MailingListFactory())
-    real_progress = bulk_import._progress
+    real_write = bulk_import._ProgressWriter.write
 
-    def progress_then_cancel(import_id, tally):
-        real_progress(import_id, tally)
-        services.contact_import_cancel(ContactImport.objects.get(pk=import_id))
+    def progress_then_cancel(writer, tally):
+        real_write(writer, tally)
+        services.contact_import_cancel(ContactImport.objects.get(pk=writer.import_id))
 
-    monkeypatch.setattr(bulk_import, "_progress", progress_then_cancel)
+    monkeypatch.setattr(bulk_import._ProgressWriter, "write", progress_then_cancel)
     services.contact_import_run(item.pk)
 
     item.refresh_from_db()
