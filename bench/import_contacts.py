@@ -6,8 +6,9 @@ Builds a throwaway PostgreSQL database ``mailcenter_bench_import``, defines thre
 fields (a number, a date, a text), writes a CSV of N rows (default 1,000,000: email,
 first and last name, the three fields) and imports it into a new list through the same
 service the upload page and the API use: ``contact_import_create`` stores the upload,
-``contact_import_run`` (what the Celery task calls) validates and writes with COPY. The rate is rows per second from the start of ``contact_import_create`` to the
-import being done.
+``contact_import_run`` (what the Celery task calls) validates and writes with COPY.
+The rate is rows per second from the start of ``contact_import_create`` to the import
+being done.
 
 The ceiling is ``COPY`` of the same file, as it is, into a bare table of text columns:
 what the database can take in with no validation, no typing and no merge at all.

@@ -23,13 +23,13 @@ suppressed addresses are refused, and only real changes count as updates.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, NamedTuple
 
+import orjson
 import psycopg
 from django.core.exceptions import ValidationError
 from django.db import (
@@ -245,7 +245,7 @@ def _validated_chunks(
                             _copy_text(email),
                             _copy_text(row.first_name[:NAME_MAX_LENGTH]),
                             _copy_text(row.last_name[:NAME_MAX_LENGTH]),
-                            _copy_text(json.dumps(attributes, ensure_ascii=False)),
+                            _copy_text(orjson.dumps(attributes).decode()),
                         )
                     )
                     chunk.append(_Staged(row.row, key, dup, body))

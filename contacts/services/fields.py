@@ -34,7 +34,13 @@ DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%Y/%m/%d")
 # --- Values ------------------------------------------------------------------------------
 
 
+# A plain integer as a file holds it; 15 digits stay below 2**53, so it is stored as is.
+_PLAIN_INTEGER = re.compile(r"-?[0-9]{1,15}")
+
+
 def _clean_number(value: Any) -> int | float:
+    if isinstance(value, str) and _PLAIN_INTEGER.fullmatch(value):
+        return int(value)
     if isinstance(value, bool):
         raise ValueError
     if isinstance(value, int):
@@ -69,7 +75,8 @@ def _clean_date(value: Any) -> str:
     if len(text) == 10 and text[4] == "-" and text[7] == "-" and text.isascii():
         # The common spelling, without strptime's locale machinery (the first format).
         with contextlib.suppress(ValueError):
-            return datetime.date.fromisoformat(text).isoformat()
+            datetime.date.fromisoformat(text)  # valid: it is stored as written
+            return text
     for fmt in DATE_FORMATS:
         try:
             return datetime.datetime.strptime(text, fmt).date().isoformat()  # noqa: DTZ007
