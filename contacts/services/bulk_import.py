@@ -1,7 +1,8 @@
 """The PostgreSQL bulk path of the importer: COPY, mostly straight into the contacts.
 
-The file is streamed once more after ``inspect_csv``, in chunks. Each row is validated in
-Python (address, typed custom fields); the first row of an address that is neither a
+The file is streamed once more after ``inspect_csv``, in chunks, on a reading thread that
+stays a chunk ahead of the writes (``_Producer``). Each row is validated in Python
+(address, typed custom fields); the first row of an address that is neither a
 contact yet nor suppressed is written with COPY straight into the contacts and the list,
 with its id taken from the contacts' sequence. Everything else (addresses that exist,
 suppressed ones, later duplicates in the file) goes into an unlogged staging table, and
