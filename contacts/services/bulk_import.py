@@ -278,7 +278,7 @@ def _chunk(
 
 
 class _Producer:
-    """Reads and validates the file on a thread of its own, a few chunks ahead.
+    """Reads and validates the file on a thread of its own, a chunk ahead of the writes.
 
     Validation is Python's work and the writes are PostgreSQL's, in another process: with
     the two overlapped, each chunk is read while the one before it is being written. The
