@@ -161,7 +161,6 @@ class _Chunk(NamedTuple):
     rows: list[_Staged]
     # The addresses of the chunk's first rows, one per line, for the existence lookup.
     firsts: str
-    has_dups: bool
     read: int
     dups: int
     refusals: list[tuple[int, str, str]]
@@ -272,9 +271,7 @@ def _chunk(
         bodies = (row.body for row in rows if not row.dup)
         contacts = "".join([lines.contact(body, i) for body, i in zip(bodies, ids, strict=True)])
         subscriptions = "".join([lines.subscription(i) for i in ids])
-    return _Chunk(
-        rows, "\n".join(firsts), dups > 0, read, dups, refusals, ids, contacts, subscriptions
-    )
+    return _Chunk(rows, "\n".join(firsts), read, dups, refusals, ids, contacts, subscriptions)
 
 
 class _Producer:
@@ -392,7 +389,7 @@ class _DirectLoader:
         if not known:
             # The usual case: every first row is new and its lines are ready.
             created, contacts, subscriptions = len(chunk.ids), chunk.contacts, chunk.subscriptions
-            rest = [row for row in chunk.rows if row.dup] if chunk.has_dups else []
+            rest = [row for row in chunk.rows if row.dup] if chunk.dups else []
         else:
             ids = iter(chunk.ids)
             lines, subs, rest = [], [], []
