@@ -53,6 +53,34 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+def celery_worker(env: dict[str, str], log_path: Path, concurrency: int) -> subprocess.Popen:
+    """``celery -A mailcenter worker`` in its own process group (so a signal to the group
+    takes the pool too), its output going to ``log_path`` rather than a pipe nobody reads."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "mailcenter",
+                "worker",
+                "-l",
+                "warning",
+                "--concurrency",
+                str(concurrency),
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 @pytest.fixture
 def slow_server():
     with ScriptedSMTPServer(SlowPeer()) as server:
@@ -87,30 +115,8 @@ def start_worker(slow_server, settings, tmp_path):
     procs: list[subprocess.Popen] = []
 
     def start(**env: str) -> subprocess.Popen:
-        log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "mailcenter",
-                "worker",
-                "-l",
-                "warning",
-                "--concurrency",
-                str(CONCURRENCY),
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=ROOT,
-            env={**base_env, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        log_path = tmp_path / f"worker-{len(procs)}.log"
+        proc = celery_worker({**base_env, **env}, log_path, CONCURRENCY)
         procs.append(proc)
         return proc
 

@@ -7,9 +7,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -19,12 +17,11 @@ from campaigns.models import Campaign
 from mailcenter.celery import app as celery_app
 from tests import flow
 from tests.factories import CampaignFactory, ContactFactory, MailingListFactory, SubscriptionFactory
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.conftest import celery_worker
 
 
 @pytest.fixture
-def worker(live_server, smtp_sink, settings):
+def worker(live_server, smtp_sink, settings, tmp_path):
     """A Celery worker in its own process, on the test database and the Redis broker."""
     db = settings.DATABASES["default"]
     host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
@@ -41,33 +38,15 @@ def worker(live_server, smtp_sink, settings):
         "MAILCENTER_BASE_URL": live_server.url,
         "MAILCENTER_BATCH_SIZE": "7",
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "mailcenter",
-            "worker",
-            "-l",
-            "warning",
-            "--concurrency",
-            "2",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    log_path = tmp_path / "worker.log"
+    proc = celery_worker(env, log_path, concurrency=2)
+    proc.log_path = log_path  # type: ignore[attr-defined]
     yield proc
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
@@ -105,7 +84,7 @@ def test_campaign_sent_by_a_real_worker(worker, smtp_sink, live_server):
 
     def finished() -> bool:
         if worker.poll() is not None:
-            output = worker.stdout.read().decode()
+            output = worker.log_path.read_text(errors="replace")
             raise AssertionError(f"worker exited early:\n{output}")
         return Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.SENT
 
