@@ -13,12 +13,11 @@ import time_machine
 from django.test import Client
 from django.urls import reverse
 
-from campaigns import services as campaign_services
 from campaigns.models import Message
 from contacts import selectors as contact_selectors
 from contacts.models import Segment
-from tests.factories import CampaignFactory, ContactFactory, MailingListFactory
-from tests.tracking.test_reports import IPHONE, SENT_AT, _open, _traffic
+from tests.factories import CampaignFactory
+from tests.tracking.test_reports import IPHONE, SENT_AT, _open, _traffic, sent_campaign
 from tracking import selectors
 from tracking.models import Event
 from tracking.report_views import RECIPIENT_TABS
@@ -28,21 +27,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def campaign(settings, django_capture_on_commit_callbacks):
-    """The eleven recipients that tests.tracking.test_reports._traffic expects, sent."""
-    settings.MAILCENTER_BOUNCE_DOMAIN = "bounce.test"
-    settings.MAILCENTER_SCANNER_SECONDS = 10
-    mailing_list = MailingListFactory()
-    emails = [f"p{i}@gmail.test" for i in range(6)] + [f"q{i}@corp.test" for i in range(5)]
-    for email in emails:
-        ContactFactory(email=email).lists.add(mailing_list)
-    campaign = CampaignFactory(lists=[mailing_list], name="Spring sale")
-    with (
-        time_machine.travel(SENT_AT, tick=False),
-        django_capture_on_commit_callbacks(execute=True),
-    ):
-        campaign_services.campaign_start(campaign.pk)
-    campaign.refresh_from_db()
-    return campaign
+    return sent_campaign(settings, django_capture_on_commit_callbacks, name="Spring sale")
 
 
 def _save(auth_client, campaign, what, name):

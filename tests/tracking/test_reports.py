@@ -38,22 +38,24 @@ CHROME = (
 EVIL = '=HYPERLINK("http://evil.example")@example.org'
 
 
-@pytest.fixture
-def campaign(settings, django_capture_on_commit_callbacks):
+def sent_campaign(settings, capture_on_commit_callbacks, **fields):
+    """A campaign sent at SENT_AT to the eleven recipients ``_traffic`` expects."""
     settings.MAILCENTER_BOUNCE_DOMAIN = "bounce.test"
     settings.MAILCENTER_SCANNER_SECONDS = 10
     mailing_list = MailingListFactory()
     emails = [f"p{i}@gmail.test" for i in range(6)] + [f"q{i}@corp.test" for i in range(5)]
     for email in emails:
         ContactFactory(email=email).lists.add(mailing_list)
-    campaign = CampaignFactory(lists=[mailing_list])
-    with (
-        time_machine.travel(SENT_AT, tick=False),
-        django_capture_on_commit_callbacks(execute=True),
-    ):
+    campaign = CampaignFactory(lists=[mailing_list], **fields)
+    with time_machine.travel(SENT_AT, tick=False), capture_on_commit_callbacks(execute=True):
         campaign_services.campaign_start(campaign.pk)
     campaign.refresh_from_db()
     return campaign
+
+
+@pytest.fixture
+def campaign(settings, django_capture_on_commit_callbacks):
+    return sent_campaign(settings, django_capture_on_commit_callbacks)
 
 
 def _messages(campaign):
