@@ -67,3 +67,21 @@ def import_copy_min_rows() -> int:
     """Files with at least this many rows go through the PostgreSQL COPY path
     (``MAILCENTER_IMPORT_COPY_MIN_ROWS``)."""
     return int(getattr(settings, "MAILCENTER_IMPORT_COPY_MIN_ROWS", DEFAULT_IMPORT_COPY_MIN_ROWS))
+
+
+# Below this many rows, keeping the custom-field indexes up to date row by row costs less
+# than building them again (and nobody's segments lose their indexes for a small file).
+DEFAULT_IMPORT_INDEXES_ASIDE_MIN_ROWS = 100_000
+
+
+def import_indexes_aside_min_rows() -> int:
+    """An import of at least this many rows (and at least as many as there are contacts)
+    drops the custom-field indexes and builds them again at its end
+    (``MAILCENTER_IMPORT_INDEXES_ASIDE_MIN_ROWS``)."""
+    return int(
+        getattr(
+            settings,
+            "MAILCENTER_IMPORT_INDEXES_ASIDE_MIN_ROWS",
+            DEFAULT_IMPORT_INDEXES_ASIDE_MIN_ROWS,
+        )
+    )

@@ -17,3 +17,10 @@ def custom_field_index_sync_task(field_id: int) -> None:
     from contacts.services.indexes import custom_field_index_sync
 
     custom_field_index_sync(field_id)
+
+
+@shared_task
+def custom_field_indexes_repair_task() -> None:
+    from contacts.services.indexes import custom_field_indexes_repair
+
+    custom_field_indexes_repair()

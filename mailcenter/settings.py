@@ -187,6 +187,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tracking.webhooks.tasks.webhooks_deliver_task",
         "schedule": 15.0,
     },
+    # Builds custom-field indexes an import set aside and could not build again (its
+    # worker was killed); does nothing while an import has them aside.
+    "contacts-indexes-repair": {
+        "task": "contacts.tasks.custom_field_indexes_repair_task",
+        "schedule": 600.0,
+    },
 }
 # Reads the bounce mailbox (tracking.mailbox) when there is one.
 if os.environ.get("MAILCENTER_BOUNCE_IMAP_URL"):
@@ -245,6 +251,15 @@ MAILCENTER_BATCH_SIZE = int(os.environ.get("MAILCENTER_BATCH_SIZE", "200"))
 MAILCENTER_SEND_CONCURRENCY = int(os.environ.get("MAILCENTER_SEND_CONCURRENCY", "4"))
 MAILCENTER_CLAIM_TIMEOUT = int(os.environ.get("MAILCENTER_CLAIM_TIMEOUT", "600"))
 MAILCENTER_IMPORT_MAX_BYTES = int(os.environ.get("MAILCENTER_IMPORT_MAX_BYTES", str(50 * 2**20)))
+# Importer and sign-up limits; contacts/conf.py holds their defaults.
+MAILCENTER_IMPORT_COPY_MIN_ROWS = int(os.environ.get("MAILCENTER_IMPORT_COPY_MIN_ROWS", "5000"))
+MAILCENTER_IMPORT_INDEXES_ASIDE_MIN_ROWS = int(
+    os.environ.get("MAILCENTER_IMPORT_INDEXES_ASIDE_MIN_ROWS", "100000")
+)
+MAILCENTER_SIGNUP_LIMIT_PER_IP = int(os.environ.get("MAILCENTER_SIGNUP_LIMIT_PER_IP", "20"))
+MAILCENTER_SIGNUP_LIMIT_PER_ADDRESS = int(
+    os.environ.get("MAILCENTER_SIGNUP_LIMIT_PER_ADDRESS", "5")
+)
 # DKIM and DNS checks (read through mailcenter/domains/conf.py). The key secret encrypts DKIM
 # private keys in the database; unset, SECRET_KEY does. Comma-separated: first encrypts.
 MAILCENTER_DKIM_KEY_SECRET = os.environ.get("MAILCENTER_DKIM_KEY_SECRET", "")

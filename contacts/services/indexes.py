@@ -11,6 +11,9 @@ drift apart. SQLite has no such need at the sizes it serves and is left alone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from django.db import connection
 from django.db.models.functions import Lower
@@ -69,3 +72,133 @@ def custom_field_index_sync(field_id: int) -> None:
         if sql is not None:
             cursor.execute(sql.replace("CREATE INDEX ", f"CREATE INDEX {concurrently}", 1))
             cursor.execute(f"ANALYZE {connection.ops.quote_name(Contact._meta.db_table)}")
+
+
+def _index_is_valid(cursor: Any, name: str) -> bool:
+    cursor.execute(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = %s AND c.relnamespace = current_schema()::regnamespace",
+        [name],
+    )
+    row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def custom_field_index_ensure(field: CustomField) -> bool:
+    """Give the field its index unless it has a valid one; True when one was built.
+
+    Unlike ``custom_field_index_sync`` this leaves a valid index alone, so it is cheap to
+    call for every field. An invalid index (a CREATE INDEX CONCURRENTLY that was
+    interrupted) is dropped and built again.
+    """
+    if connection.vendor != "postgresql":
+        return False
+    sql = custom_field_index_sql(field)
+    if sql is None:
+        return False
+    concurrently = "" if connection.in_atomic_block else "CONCURRENTLY "
+    name = custom_field_index_name(field.pk)
+    with connection.cursor() as cursor:
+        if _index_is_valid(cursor, name):
+            return False
+        cursor.execute(f"DROP INDEX {concurrently}IF EXISTS {name}")
+        cursor.execute(sql.replace("CREATE INDEX ", f"CREATE INDEX {concurrently}", 1))
+    return True
+
+
+# Held, at session level, by whoever has set the custom-field indexes aside or is
+# rebuilding them: one import at a time, and never the repair under a running import.
+# (An arbitrary constant; advisory lock keys are the application's to choose.)
+INDEXES_ASIDE_LOCK = 0x4D43_0001
+# Sort memory for rebuilding them: PostgreSQL's default of 64 MB spills a million keys
+# to disk; 256 MB took the three builds from ~4.1 s to ~2.9 s. Taken only while building.
+BUILD_MEMORY = "256MB"
+
+
+def _indexed_fields() -> list[CustomField]:
+    return [
+        field
+        for field in CustomField.objects.order_by("pk")
+        if CustomField.Type(field.type) in INDEXED_TYPES
+    ]
+
+
+def custom_field_indexes_repair() -> int:
+    """Build every missing or invalid custom-field index; how many were built.
+
+    An import that set the indexes aside builds them again when it ends, even when it
+    fails; this is for a worker killed in between (its session, and so the lock, died
+    with it). Does nothing while an import holds them aside.
+    """
+    if connection.vendor != "postgresql":
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [INDEXES_ASIDE_LOCK])
+        if not cursor.fetchone()[0]:
+            return 0
+        try:
+            built = sum(custom_field_index_ensure(field) for field in _indexed_fields())
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [INDEXES_ASIDE_LOCK])
+    if built:
+        cursor = connection.cursor()
+        cursor.execute(f"ANALYZE {connection.ops.quote_name(Contact._meta.db_table)}")
+        cursor.close()
+    return built
+
+
+@contextmanager
+def custom_field_indexes_aside(new_rows: int) -> Iterator[bool]:
+    """Drop the custom-field indexes for a big import and build them again after it.
+
+    Writing a million rows through three expression indexes costs PostgreSQL about three
+    times what building the three afresh from the finished table does (measured: ~16 s
+    against ~4 s), because every row is a random insert into each index. So when an
+    import brings at least ``MAILCENTER_IMPORT_INDEXES_ASIDE_MIN_ROWS`` rows and at least
+    as many as the table already holds, the indexes are dropped before it and rebuilt
+    when it ends, failed or not. Both use CONCURRENTLY outside a transaction, so nobody
+    else's reads or writes wait; meanwhile a segment on those fields is counted by
+    scanning the table, slower but right. One import at a time does this (an advisory
+    lock); the others keep the indexes as they are. Yields whether the indexes were set
+    aside.
+    """
+    from contacts import conf
+
+    if connection.vendor != "postgresql" or new_rows < conf.import_indexes_aside_min_rows():
+        yield False
+        return
+    table = connection.ops.quote_name(Contact._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = %s::regclass", [table]
+        )
+        if cursor.fetchone()[0] > new_rows:
+            yield False
+            return
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [INDEXES_ASIDE_LOCK])
+        if not cursor.fetchone()[0]:
+            yield False
+            return
+    try:
+        concurrently = "" if connection.in_atomic_block else "CONCURRENTLY "
+        fields = _indexed_fields()
+        with connection.cursor() as cursor:
+            for field in fields:
+                name = custom_field_index_name(field.pk)
+                cursor.execute(f"DROP INDEX {concurrently}IF EXISTS {name}")
+        log.info("Custom-field indexes set aside for an import of %s rows", new_rows)
+        yield True
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
+            # The fields as they are now: one may have been added or retyped meanwhile.
+            for field in _indexed_fields():
+                custom_field_index_ensure(field)
+            with connection.cursor() as cursor:
+                cursor.execute("RESET maintenance_work_mem")
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {table}")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [INDEXES_ASIDE_LOCK])
