@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Lower
+from django.db.models.functions import Lower, Now
 from django.utils.translation import gettext_lazy as _
 
 
@@ -47,8 +47,11 @@ class Contact(models.Model):
     lists = models.ManyToManyField(
         MailingList, through="Subscription", related_name="contacts", blank=True
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    # The database defaults are for the bulk importer: its COPY leaves the columns out
+    # rather than send and parse two timestamps a row (a million rows: ~2 s of the
+    # server's time). The ORM still sets its own values.
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
         ordering = ["id"]
@@ -80,8 +83,8 @@ class Subscription(models.Model):
         MailingList, on_delete=models.CASCADE, related_name="subscriptions", db_index=False
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.SUBSCRIBED)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
         constraints = [

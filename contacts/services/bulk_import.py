@@ -83,6 +83,12 @@ class _Staged(NamedTuple):
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
+def _needs_escape(line: str, tabs: int) -> bool:
+    """Whether cells joined by ``tabs`` tabs hold a character COPY must escape: one test
+    of the joined line instead of four per row for the cells that never need it."""
+    return line.count("\t") != tabs or "\\" in line or "\n" in line or "\r" in line
+
+
 def _copy_text(value: str) -> str:
     if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
         return value.translate(_COPY_ESCAPES)
@@ -201,9 +207,10 @@ class _Lines:
     numbers are safe to use in the import's transaction; ones not used leave a gap.
     """
 
-    def __init__(self, mailing_list: MailingList, now: str, sequence: str) -> None:
-        self.contact_tail = f"active\t{now}\t{now}\n"
-        self.subscription_tail = f"{mailing_list.pk}\tsubscribed\t{now}\t{now}\n"
+    def __init__(self, mailing_list: MailingList, sequence: str) -> None:
+        # The timestamps are the columns' defaults (the COPY statement's start).
+        self.contact_tail = "\tactive\n"
+        self.subscription_tail = f"\t{mailing_list.pk}\tsubscribed\n"
         self.sequence = sequence
         self.connection = psycopg.connect(**connection.get_connection_params(), autocommit=True)
 
@@ -215,10 +222,10 @@ class _Lines:
         return row[0].split(",") if row and row[0] else []
 
     def contact(self, body: str, contact_id: str) -> str:
-        return f"{body}\t{contact_id}\t{self.contact_tail}"
+        return f"{body}\t{contact_id}{self.contact_tail}"
 
     def subscription(self, contact_id: str) -> str:
-        return f"{contact_id}\t{self.subscription_tail}"
+        return f"{contact_id}{self.subscription_tail}"
 
     def close(self) -> None:
         self.connection.close()
@@ -258,14 +265,15 @@ def _validated_chunks(
                     else:
                         seen.add(key)
                         firsts.append(key)
-                    body = "\t".join(
-                        (
-                            _copy_text(email),
-                            _copy_text(row.first_name[:NAME_MAX_LENGTH]),
-                            _copy_text(row.last_name[:NAME_MAX_LENGTH]),
-                            _copy_text(orjson.dumps(attributes).decode()),
-                        )
+                    cells = (
+                        email,
+                        row.first_name[:NAME_MAX_LENGTH],
+                        row.last_name[:NAME_MAX_LENGTH],
+                        orjson.dumps(attributes).decode(),
                     )
+                    body = "\t".join(cells)
+                    if _needs_escape(body, len(cells) - 1):
+                        body = "\t".join([_copy_text(cell) for cell in cells])
                     chunk.append(_Staged(row.row, key, dup, body))
         if count >= PROGRESS_EVERY:
             yield _chunk(chunk, firsts, dups, count, refusals, lines)
@@ -388,9 +396,9 @@ class _DirectLoader:
     def __init__(self, cursor: Any, mailing_list: MailingList) -> None:
         self.cursor = cursor
         self.created = 0
-        cursor.execute("SELECT now()::text, pg_get_serial_sequence('contacts_contact', 'id')")
-        now, sequence = cursor.fetchone()
-        self.lines = _Lines(mailing_list, now, sequence)
+        cursor.execute("SELECT pg_get_serial_sequence('contacts_contact', 'id')")
+        (sequence,) = cursor.fetchone()
+        self.lines = _Lines(mailing_list, sequence)
         # What the foreign-key checks of the subscriptions written here would do: keep
         # the list from being deleted until this transaction ends (see ``_write``).
         cursor.execute(
@@ -465,13 +473,12 @@ class _DirectLoader:
         if self.unchecked:
             self.cursor.execute("SET LOCAL session_replication_role = replica")
         with self.cursor.copy(
-            "COPY contacts_contact (email, first_name, last_name, attributes, id, status, "
-            "created_at, updated_at) FROM STDIN"
+            "COPY contacts_contact (email, first_name, last_name, attributes, id, status) "
+            "FROM STDIN"
         ) as copy:
             copy.write(contacts)
         with self.cursor.copy(
-            "COPY contacts_subscription (contact_id, mailing_list_id, status, created_at, "
-            "updated_at) FROM STDIN"
+            "COPY contacts_subscription (contact_id, mailing_list_id, status) FROM STDIN"
         ) as copy:
             copy.write(subscriptions)
         if self.unchecked:

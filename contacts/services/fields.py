@@ -7,7 +7,6 @@ accepted everywhere and stored the same way.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import math
 import re
@@ -74,8 +73,11 @@ def _clean_date(value: Any) -> str:
         text = text[:10]
     if len(text) == 10 and text[4] == "-" and text[7] == "-" and text.isascii():
         # The common spelling, without strptime's locale machinery (the first format).
-        with contextlib.suppress(ValueError):
+        try:
             datetime.date.fromisoformat(text)  # valid: it is stored as written
+        except ValueError:
+            pass
+        else:
             return text
     for fmt in DATE_FORMATS:
         try:
@@ -124,6 +126,23 @@ def custom_value_clean(field: CustomField, value: Any) -> Any:
 def custom_value_cleaner(field: CustomField) -> Callable[[Any], Any]:
     """``custom_value_clean`` for one field, with the field's type looked up once: the
     importer types millions of values of the same few fields."""
+    typed = custom_value_parser(field)
+
+    def clean(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            return typed(value)
+        except ValueError:
+            raise ValidationError(_type_message(field), code="bad_value") from None
+
+    return clean
+
+
+def custom_value_parser(field: CustomField) -> Callable[[Any], Any]:
+    """The typing step of ``custom_value_cleaner`` alone, for a value known not to be
+    empty (the importer's cells are stripped and empty ones left out): the value as
+    stored, or ValueError. Saves the importer a call and a test per value."""
     field_type = CustomField.Type(field.type)
     typed: Callable[[Any], Any]
     if field_type == CustomField.Type.NUMBER:
@@ -152,15 +171,7 @@ def custom_value_cleaner(field: CustomField) -> Callable[[Any], Any]:
                 raise ValueError
             return text
 
-    def clean(value: Any) -> Any:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        try:
-            return typed(value)
-        except ValueError:
-            raise ValidationError(_type_message(field), code="bad_value") from None
-
-    return clean
+    return typed
 
 
 def custom_fields_by_key() -> dict[str, CustomField]:

@@ -28,7 +28,7 @@ from contacts.services.fields import (
     KEY_RE,
     custom_field_create,
     custom_fields_by_key,
-    custom_value_cleaner,
+    custom_value_parser,
 )
 
 log = logging.getLogger(__name__)
@@ -590,24 +590,24 @@ def attributes_typer(
     """A function typing a row's attributes: custom-field columns typed and stored under
     the field key, other columns as they are. It returns (attributes, None), or (_, reason)
     naming the first column with a bad value. Each field's cleaner is made once, here."""
-    cleaners = {name: (field.key, custom_value_cleaner(field)) for name, field in fields.items()}
+    # The row's values are stripped and never empty (``importing.read_contacts``), so the
+    # fields' parsers are called directly, without the emptiness test of their cleaners.
+    parsers = {name: (field.key, custom_value_parser(field)) for name, field in fields.items()}
 
     def typed_attributes(attributes: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-        if not cleaners:
+        if not parsers:
             return attributes, None
         typed: dict[str, Any] = {}
         for name, value in attributes.items():
-            cleaner = cleaners.get(name)
-            if cleaner is None:
+            parser = parsers.get(name)
+            if parser is None:
                 typed[name] = value
                 continue
-            key, clean = cleaner
+            key, parse = parser
             try:
-                cleaned = clean(value)
-            except ValidationError:
+                typed[key] = parse(value)
+            except ValueError:
                 return {}, _("bad value for %(field)s") % {"field": key}
-            if cleaned is not None:
-                typed[key] = cleaned
         return typed, None
 
     return typed_attributes

@@ -254,3 +254,21 @@ def test_an_address_created_by_another_writer_before_an_unasked_chunk_is_updated
     assert asked == [False, False, True]
     assert Contact.objects.get(email="p2@example.com").first_name == "Csv"
     assert Subscription.objects.count() == 6
+
+
+def test_contacts_written_by_copy_get_the_columns_default_timestamps(db, run_import, settings):
+    """The COPY leaves created_at and updated_at to the columns' default (the statement's
+    start), as a row written by the ORM has them set by Django."""
+    from django.utils import timezone
+
+    settings.MAILCENTER_IMPORT_COPY_MIN_ROWS = 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        (before,) = cursor.fetchone()
+    item = run_import(CONTENT)
+    assert item.status == ContactImport.Status.DONE, item.error
+    after = timezone.now()
+    stamps = list(Contact.objects.values_list("created_at", "updated_at"))
+    stamps += list(Subscription.objects.values_list("created_at", "updated_at"))
+    assert len(stamps) == 12
+    assert all(before <= created == updated <= after for created, updated in stamps)

@@ -89,6 +89,33 @@ def test_inspect_and_read_number_rows_like_a_spreadsheet():
     ]
 
 
+def test_rows_shorter_or_longer_than_the_header_read_the_cells_they_have():
+    """Full rows are read without bounds checks, short ones with them: same values."""
+    data = (
+        b"note,email,first name,last name,city\n"
+        b" n1 , a@x.org , Ann , Lee , Porto \n"
+        b"n2,b@x.org,Bob\n"
+        b",c@x.org\n"
+        b"n4,d@x.org,Dan,Doe,Braga,extra,cells\n"
+        b"\t,\t\n"
+        b"n6\n"
+    )
+
+    def open_file():
+        return io.BytesIO(data)
+
+    info = importing.inspect_csv(open_file)
+    rows = list(importing.read_contacts(open_file, info))
+
+    assert [(r.row, r.email, r.first_name, r.last_name, r.attributes) for r in rows] == [
+        (2, "a@x.org", "Ann", "Lee", {"city": "Porto", "note": "n1"}),
+        (3, "b@x.org", "Bob", "", {"note": "n2"}),
+        (4, "c@x.org", "", "", {}),
+        (5, "d@x.org", "Dan", "Doe", {"city": "Braga", "note": "n4"}),
+        (7, "", "", "", {"note": "n6"}),
+    ]
+
+
 def test_unclosed_quote_is_reported_with_its_line(settings):
     data = b'email,note\na@x.org,"never closed\n' + b"x" * 200_000 + b"\n"
 
