@@ -128,6 +128,29 @@ def test_a_failed_import_builds_the_indexes_again(fields, run_import, settings, 
     assert _cf_indexes() == dict.fromkeys(fields, True)
 
 
+def test_an_import_whose_indexes_cannot_be_built_again_is_still_done(
+    fields, run_import, settings, monkeypatch, caplog
+):
+    """Its rows are committed: the import is done, and the repair builds the indexes."""
+    from django.db import OperationalError
+
+    settings.MAILCENTER_IMPORT_INDEXES_ASIDE_MIN_ROWS = 1
+    real = indexes.custom_field_index_ensure
+
+    def ensure(field):
+        raise OperationalError("canceling statement due to user request")
+
+    monkeypatch.setattr(indexes, "custom_field_index_ensure", ensure)
+    item = run_import(CONTENT)
+    assert item.status == ContactImport.Status.DONE, item.error
+    assert item.created == 6
+    assert _cf_indexes() == {}
+    assert "not built again" in caplog.text
+    monkeypatch.setattr(indexes, "custom_field_index_ensure", real)
+    assert indexes.custom_field_indexes_repair() == 2
+    assert _cf_indexes() == dict.fromkeys(fields, True)
+
+
 def test_the_repair_builds_missing_and_invalid_indexes_unless_an_import_has_them(fields):
     missing, invalid = fields
     with connection.cursor() as cursor:
