@@ -154,9 +154,10 @@ def custom_field_indexes_aside(new_rows: int) -> Iterator[bool]:
     Writing a million rows through three expression indexes costs PostgreSQL about four
     times what building the three afresh from the finished table does (measured: ~16 s
     against ~4 s), because every row is a random insert into each index. So when an
-    import brings at least ``MAILCENTER_IMPORT_INDEXES_ASIDE_MIN_ROWS`` rows and at least
-    as many as the table already holds, the indexes are dropped before it and rebuilt
-    when it ends, failed or not. Both use CONCURRENTLY outside a transaction, so nobody
+    import brings at least ``MAILCENTER_IMPORT_INDEXES_ASIDE_MIN_ROWS`` rows and more than
+    twice as many as the table already holds (a file imported again, all of it known,
+    would pay for a rebuild and gain nothing), the indexes are dropped before it and
+    rebuilt when it ends, failed or not. Both use CONCURRENTLY outside a transaction, so nobody
     else's reads or writes wait (though each waits for transactions already writing to
     the contacts to end); meanwhile a segment on those fields is counted by scanning the
     table, slower but right. One import at a time does this (an advisory lock); the
@@ -172,7 +173,7 @@ def custom_field_indexes_aside(new_rows: int) -> Iterator[bool]:
         cursor.execute(
             "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = %s::regclass", [table]
         )
-        if cursor.fetchone()[0] > new_rows:
+        if cursor.fetchone()[0] * 2 >= new_rows:
             yield False
             return
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [INDEXES_ASIDE_LOCK])

@@ -93,7 +93,8 @@ def test_the_indexes_stay_when_setting_them_aside_does_not_pay_or_is_taken(
     if why == "small file":
         settings.MAILCENTER_IMPORT_INDEXES_ASIDE_MIN_ROWS = 7
     elif why == "bigger table":
-        Contact.objects.bulk_create(Contact(email=f"old{n}@example.com") for n in range(8))
+        # Half as many contacts as the file has rows: the rebuild would not pay.
+        Contact.objects.bulk_create(Contact(email=f"old{n}@example.com") for n in range(3))
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE contacts_contact")
     elif why == "update only":
