@@ -24,3 +24,10 @@ def custom_field_indexes_repair_task() -> None:
     from contacts.services.indexes import custom_field_indexes_repair
 
     custom_field_indexes_repair()
+
+
+@shared_task
+def contact_imports_recover_task() -> None:
+    from contacts.services.imports import contact_imports_recover
+
+    contact_imports_recover()

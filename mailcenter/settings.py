@@ -187,6 +187,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tracking.webhooks.tasks.webhooks_deliver_task",
         "schedule": 15.0,
     },
+    # Runs again the imports whose worker died (PostgreSQL: their run lock is free).
+    "contacts-imports-recover": {
+        "task": "contacts.tasks.contact_imports_recover_task",
+        "schedule": 60.0,
+    },
     # Builds custom-field indexes an import set aside and could not build again (its
     # worker was killed); does nothing while an import has them aside.
     "contacts-indexes-repair": {

@@ -509,6 +509,8 @@ class _Tally:
     refused: int = 0
     refused_rows: list[dict[str, Any]] = field(default_factory=list)
     skipped_rows: list[dict[str, Any]] = field(default_factory=list)
+    # The COPY path writes the file in one transaction: when it stops, nothing is written.
+    all_or_nothing: bool = False
 
     def refuse(self, row: int, email: str, reason: str) -> None:
         self.refused += 1
@@ -794,21 +796,80 @@ def _contact_import_fail(import_id: int, message: str) -> None:
 ProgressCallback = Callable[[int, int], None]
 
 
+# Advisory lock class of a running import (the second key is the import's id): held by
+# the database session of the process running it, so it dies with that process.
+IMPORT_RUN_LOCK = 0x4D43
+
+
+def _run_lock(import_id: int, take: bool) -> bool:
+    """Take (without waiting) or release the import's run lock; True off PostgreSQL."""
+    if connection.vendor != "postgresql":
+        return True
+    function = "pg_try_advisory_lock" if take else "pg_advisory_unlock"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {function}(%s, %s)", [IMPORT_RUN_LOCK, import_id])
+        return bool(cursor.fetchone()[0])
+
+
+def _claim(import_id: int) -> bool:
+    """Queued → running; on PostgreSQL also running → running when its run lock is free,
+    that is when the process that ran it died (a killed worker: Celery delivers the task
+    again, or ``contact_imports_recover`` sends it). Holds the run lock when True."""
+    if not _run_lock(import_id, take=True):
+        return False
+    statuses = [ContactImport.Status.QUEUED]
+    if connection.vendor == "postgresql":
+        statuses.append(ContactImport.Status.RUNNING)
+    claimed = ContactImport.objects.filter(pk=import_id, status__in=statuses).update(
+        status=ContactImport.Status.RUNNING, started_at=timezone.now(), rows_done=0
+    )
+    if not claimed:
+        _run_lock(import_id, take=False)
+    return bool(claimed)
+
+
+def contact_imports_recover() -> list[int]:
+    """Send again the imports left running by a process that died; their ids.
+
+    PostgreSQL only: a running import whose run lock nobody holds has no process behind
+    it. Running it again is safe: a COPY import wrote nothing (one transaction), a
+    batch import's committed batches are found as they are.
+    """
+    if connection.vendor != "postgresql":
+        return []
+    from contacts.tasks import contact_import_run_task
+
+    orphans = []
+    running = ContactImport.objects.filter(status=ContactImport.Status.RUNNING)
+    for import_id in running.values_list("pk", flat=True):
+        if _run_lock(import_id, take=True):
+            _run_lock(import_id, take=False)
+            orphans.append(import_id)
+            log.warning("Contact import %s lost its worker; running it again", import_id)
+            contact_import_run_task.delay(import_id)
+    return orphans
+
+
 def contact_import_run(import_id: int, on_progress: ProgressCallback | None = None) -> None:
     """Import the file of a queued ContactImport into its list.
 
-    Claims the import (queued → running) so a duplicate task does nothing; validates the
-    whole file before writing (encoding, CSV structure, an email column), then writes in
-    batches, each in its own transaction together with the import's counters, so the
-    progress shown is always what is committed. Ends done or failed with ``error`` set,
-    never left running by an exception. Importing the same file again changes nothing.
+    Claims the import (queued → running, see ``_claim``) so a duplicate task does
+    nothing; validates the whole file before writing (encoding, CSV structure, an email
+    column), then writes in batches, each in its own transaction together with the
+    import's counters, so the progress shown is always what is committed. Ends done or
+    failed with ``error`` set, never left running by an exception. Importing the same
+    file again changes nothing.
     """
-    claimed = ContactImport.objects.filter(pk=import_id, status=ContactImport.Status.QUEUED).update(
-        status=ContactImport.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    if not _claim(import_id):
         log.info("Contact import %s is not queued; nothing to do.", import_id)
         return
+    try:
+        _contact_import_run(import_id, on_progress)
+    finally:
+        _run_lock(import_id, take=False)
+
+
+def _contact_import_run(import_id: int, on_progress: ProgressCallback | None) -> None:
     contact_import = ContactImport.objects.select_related("mailing_list").get(pk=import_id)
     tally = _Tally(refused_rows_kept=conf.import_refused_rows_kept())
     try:
@@ -826,14 +887,17 @@ def contact_import_run(import_id: int, on_progress: ProgressCallback | None = No
         )
     except Exception as exc:
         log.exception("Contact import %s failed", import_id)
-        _contact_import_fail(
-            import_id,
-            _(
+        if tally.all_or_nothing:
+            message = _(
+                "The import stopped after %(done)s rows because of an unexpected error: "
+                "%(error)s. Nothing from this file was imported; importing it again is safe."
+            )
+        else:
+            message = _(
                 "The import stopped after %(done)s rows because of an unexpected error: "
                 "%(error)s. The rows before it were imported; importing the file again is safe."
             )
-            % {"done": tally.rows_done, "error": exc},
-        )
+        _contact_import_fail(import_id, message % {"done": tally.rows_done, "error": exc})
 
 
 def _contact_import_execute(
@@ -856,6 +920,7 @@ def _contact_import_execute(
     if connection.vendor == "postgresql" and info.rows_total >= conf.import_copy_min_rows():
         from contacts.services.bulk_import import contact_import_copy
 
+        tally.all_or_nothing = True
         contact_import_copy(
             contact_import,
             tally,

@@ -320,6 +320,7 @@ def test_an_error_while_reading_rolls_back_the_chunks_already_written(
     item = run_import("email\na@example.com\nb@example.com\nc@example.com\nd@example.com\n")
     assert item.status == ContactImport.Status.FAILED
     assert "disk on fire" in item.error
+    assert "Nothing from this file was imported" in item.error
     assert Contact.objects.count() == 0
     assert Subscription.objects.count() == 0
 

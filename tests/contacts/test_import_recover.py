@@ -1,0 +1,84 @@
+"""An import whose worker died is run again; one whose worker lives is left to it.
+PostgreSQL only: the run lock is an advisory lock of the running process's session."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.base import ContentFile
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+from contacts.models import Contact, ContactImport
+from contacts.services import imports
+
+pytestmark = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the run lock is a PostgreSQL advisory lock"
+)
+
+
+@pytest.fixture
+def left_running(mailing_list):
+    """An import marked running, as a worker killed in the middle leaves it."""
+    item = ContactImport(mailing_list=mailing_list, original_name="c.csv")
+    item.file.save("c.csv", ContentFile(b"email\na@example.com\nb@example.com\n"), save=False)
+    item.status = ContactImport.Status.RUNNING
+    item.rows_done = 1
+    item.save()
+    return item
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    from contacts.tasks import contact_import_run_task
+
+    ids: list[int] = []
+    monkeypatch.setattr(contact_import_run_task, "delay", ids.append)
+    return ids
+
+
+def _held_elsewhere(import_id: int):
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    with other.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [imports.IMPORT_RUN_LOCK, import_id])
+    return other
+
+
+def test_an_import_whose_worker_died_is_sent_again_and_runs(left_running, sent):
+    assert imports.contact_imports_recover() == [left_running.pk]
+    assert sent == [left_running.pk]
+    imports.contact_import_run(left_running.pk)
+    left_running.refresh_from_db()
+    assert left_running.status == ContactImport.Status.DONE, left_running.error
+    assert (left_running.rows_done, left_running.created) == (2, 2)
+    assert Contact.objects.count() == 2
+    # The lock is released when the run ends.
+    assert imports._run_lock(left_running.pk, take=True)
+    imports._run_lock(left_running.pk, take=False)
+
+
+def test_an_import_whose_worker_lives_is_left_to_it(left_running, sent):
+    other = _held_elsewhere(left_running.pk)
+    try:
+        assert imports.contact_imports_recover() == []
+        imports.contact_import_run(left_running.pk)  # a second delivery of its task
+    finally:
+        other.close()
+    assert sent == []
+    left_running.refresh_from_db()
+    assert (left_running.status, left_running.rows_done) == (ContactImport.Status.RUNNING, 1)
+    assert Contact.objects.count() == 0
+
+
+def test_a_finished_import_is_not_run_again(left_running, sent):
+    ContactImport.objects.filter(pk=left_running.pk).update(status=ContactImport.Status.DONE)
+    assert imports.contact_imports_recover() == []
+    imports.contact_import_run(left_running.pk)
+    assert Contact.objects.count() == 0
+    assert imports._run_lock(left_running.pk, take=True)
+    imports._run_lock(left_running.pk, take=False)
+
+
+def test_the_recovery_is_scheduled():
+    from django.conf import settings
+
+    entries = [e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values()]
+    assert "contacts.tasks.contact_imports_recover_task" in entries
