@@ -154,6 +154,8 @@ class ContactImport(models.Model):
     error = models.TextField(blank=True)
     # Set by the Cancel button while running; the importer checks it between batches.
     cancel_requested = models.BooleanField(default=False)
+    # Times a worker started it: more than one when a worker died running it.
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

@@ -385,7 +385,8 @@ class _DirectLoader:
     """COPY the first rows of new addresses straight into the contacts and the list.
 
     A row goes straight in when its address is neither a contact nor suppressed when its
-    chunk is looked at; the rest is returned for the staging table. Ids come from the
+    chunk is looked at (with nothing suppressed, the COPY itself is the look: see
+    ``ask``); the rest is returned for the staging table. Ids come from the
     contacts' own sequence, so the subscriptions can be written in the same pass. When
     another writer creates one of the chunk's addresses meanwhile (a sign-up form, the
     API), the unique index stops the COPY: the chunk's savepoint is rolled back and the

@@ -17,6 +17,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
+from django.db.models import F
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -821,11 +822,18 @@ def _claim(import_id: int) -> bool:
     if connection.vendor == "postgresql":
         statuses.append(ContactImport.Status.RUNNING)
     claimed = ContactImport.objects.filter(pk=import_id, status__in=statuses).update(
-        status=ContactImport.Status.RUNNING, started_at=timezone.now(), rows_done=0
+        status=ContactImport.Status.RUNNING,
+        started_at=timezone.now(),
+        rows_done=0,
+        attempts=F("attempts") + 1,
     )
     if not claimed:
         _run_lock(import_id, take=False)
     return bool(claimed)
+
+
+# A file whose import kills its worker (memory, say) is not tried for ever.
+MAX_ATTEMPTS = 3
 
 
 def contact_imports_recover() -> list[int]:
@@ -833,7 +841,8 @@ def contact_imports_recover() -> list[int]:
 
     PostgreSQL only: a running import whose run lock nobody holds has no process behind
     it. Running it again is safe: a COPY import wrote nothing (one transaction), a
-    batch import's committed batches are found as they are.
+    batch import's committed batches are found as they are. After MAX_ATTEMPTS starts
+    the import is failed instead, with a message saying so.
     """
     if connection.vendor != "postgresql":
         return []
@@ -841,12 +850,31 @@ def contact_imports_recover() -> list[int]:
 
     orphans = []
     running = ContactImport.objects.filter(status=ContactImport.Status.RUNNING)
-    for import_id in running.values_list("pk", flat=True):
-        if _run_lock(import_id, take=True):
+    for import_id, attempts, rows_total in running.values_list("pk", "attempts", "rows_total"):
+        if not _run_lock(import_id, take=True):
+            continue
+        try:
+            if attempts >= MAX_ATTEMPTS:
+                log.error("Contact import %s lost its worker %s times; failed", import_id, attempts)
+                if rows_total >= conf.import_copy_min_rows():  # the COPY path: all or nothing
+                    message = _(
+                        "The worker running this import stopped %(n)s times before it ended "
+                        "(out of memory, or the machine restarted). Nothing from this file "
+                        "was imported; importing it again is safe."
+                    )
+                else:
+                    message = _(
+                        "The worker running this import stopped %(n)s times before it ended "
+                        "(out of memory, or the machine restarted). The rows before the "
+                        "stop were imported; importing the file again is safe."
+                    )
+                _contact_import_fail(import_id, message % {"n": attempts})
+                continue
+        finally:
             _run_lock(import_id, take=False)
-            orphans.append(import_id)
-            log.warning("Contact import %s lost its worker; running it again", import_id)
-            contact_import_run_task.delay(import_id)
+        orphans.append(import_id)
+        log.warning("Contact import %s lost its worker; running it again", import_id)
+        contact_import_run_task.delay(import_id)
     return orphans
 
 

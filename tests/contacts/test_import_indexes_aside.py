@@ -4,6 +4,8 @@ Skipped on SQLite."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
@@ -45,6 +47,22 @@ def fields(db, django_capture_on_commit_callbacks, settings):
     names = [indexes.custom_field_index_name(f.pk) for f in (score, plan)]
     assert _cf_indexes() == dict.fromkeys(names, True)
     return names
+
+
+@contextmanager
+def _aside_lock_held_elsewhere():
+    """The indexes' lock, held by another session (another import) meanwhile. Released
+    before that session closes: a closed session's locks go only when its server process
+    gets round to ending, a moment later."""
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [indexes.INDEXES_ASIDE_LOCK])
+        yield
+    finally:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [indexes.INDEXES_ASIDE_LOCK])
+        other.close()
 
 
 def _watch_indexes(monkeypatch) -> list[dict[str, bool]]:
@@ -89,7 +107,7 @@ def test_the_indexes_stay_when_setting_them_aside_does_not_pay_or_is_taken(
 ):
     settings.MAILCENTER_IMPORT_INDEXES_ASIDE_MIN_ROWS = 5
     mode = ContactImport.Mode.ADD_UPDATE
-    other = None
+    held = nullcontext()
     if why == "small file":
         settings.MAILCENTER_IMPORT_INDEXES_ASIDE_MIN_ROWS = 7
     elif why == "bigger table":
@@ -100,15 +118,10 @@ def test_the_indexes_stay_when_setting_them_aside_does_not_pay_or_is_taken(
     elif why == "update only":
         mode = ContactImport.Mode.UPDATE_ONLY
     else:
-        other = connections.create_connection(DEFAULT_DB_ALIAS)
-        with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [indexes.INDEXES_ASIDE_LOCK])
+        held = _aside_lock_held_elsewhere()
     seen = _watch_indexes(monkeypatch)
-    try:
+    with held:
         item = run_import(CONTENT, mode=mode)
-    finally:
-        if other is not None:
-            other.close()
     assert item.status == ContactImport.Status.DONE, item.error
     assert seen and all(during == dict.fromkeys(fields, True) for during in seen)
 
@@ -161,13 +174,8 @@ def test_the_repair_builds_missing_and_invalid_indexes_unless_an_import_has_them
             "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", [invalid]
         )
     assert _cf_indexes() == {invalid: False}
-    other = connections.create_connection(DEFAULT_DB_ALIAS)
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [indexes.INDEXES_ASIDE_LOCK])
+    with _aside_lock_held_elsewhere():
         assert indexes.custom_field_indexes_repair() == 0
-    finally:
-        other.close()
     assert indexes.custom_field_indexes_repair() == 2
     assert _cf_indexes() == dict.fromkeys(fields, True)
     assert indexes.custom_field_indexes_repair() == 0
