@@ -137,14 +137,22 @@ def custom_field_indexes_repair() -> int:
         if not cursor.fetchone()[0]:
             return 0
         try:
-            built = sum(custom_field_index_ensure(field) for field in _indexed_fields())
+            built = _build_missing()
+            if built:
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(Contact._meta.db_table)}")
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [INDEXES_ASIDE_LOCK])
-    if built:
-        cursor = connection.cursor()
-        cursor.execute(f"ANALYZE {connection.ops.quote_name(Contact._meta.db_table)}")
-        cursor.close()
     return built
+
+
+def _build_missing() -> int:
+    """Build the index of every field, as the fields are now, that lacks a valid one."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
+        try:
+            return sum(custom_field_index_ensure(field) for field in _indexed_fields())
+        finally:
+            cursor.execute("RESET maintenance_work_mem")
 
 
 @contextmanager
@@ -193,18 +201,14 @@ def custom_field_indexes_aside(new_rows: int) -> Iterator[bool]:
         # The import is over (its rows committed or not): a failure here must not make it
         # look failed, so it is logged and the repair task builds what is missing.
         try:
-            with connection.cursor() as cursor:
-                cursor.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
             # The fields as they are now: one may have been added or retyped meanwhile.
-            for field in _indexed_fields():
-                custom_field_index_ensure(field)
+            _build_missing()
             with connection.cursor() as cursor:
                 cursor.execute(f"ANALYZE {table}")
         except DatabaseError:
             log.exception("Custom-field indexes not built again after an import; repair will")
         try:
             with connection.cursor() as cursor:
-                cursor.execute("RESET maintenance_work_mem")
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [INDEXES_ASIDE_LOCK])
         except DatabaseError:  # the connection is gone, and its lock with it
             log.exception("Could not release the custom-field index lock")
